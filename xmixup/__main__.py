@@ -1,0 +1,3 @@
+from xmixup.cli import main
+
+raise SystemExit(main())
