@@ -1,0 +1,24 @@
+"""Training-side subcommands: backbone, data, train, evaluate, analyze.
+
+One module per command under ``training/commands/``; each exposes ``add_parser(subparsers)``
+and imports torch only inside its handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+COMMANDS = ("backbone", "data", "train", "evaluate", "analyze")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    for name in COMMANDS:
+        module_name = f"training.commands.{name}"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # command not shipped in this build
+                continue
+            raise
+        module.add_parser(subparsers)

@@ -1,0 +1,1 @@
+"""One module per training-side CLI command (see training/cli.py)."""
