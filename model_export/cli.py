@@ -1,0 +1,91 @@
+"""``xmixup export`` and ``xmixup verify-bundle``.
+
+Only argparse at module level: ``xmixup --help`` and ``xmixup serve`` must not import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    export = subparsers.add_parser(
+        "export",
+        help="export a checkpoint to a verified ONNX bundle",
+        description=(
+            "Trace the paired-input X-Mixup model into one ONNX graph, optimise it, optionally "
+            "convert it to fp16 (CUDA) or int8 (CPU), check it against PyTorch and write a "
+            "bundle directory (manifest.json, model.onnx, tokenizer.json)."
+        ),
+    )
+    export.add_argument("--checkpoint", required=True, help="training output directory")
+    export.add_argument(
+        "--out", required=True, help="bundle directory to write (must be new/empty)"
+    )
+    export.add_argument(
+        "--precision",
+        choices=["fp32", "fp16", "int8"],
+        default="fp32",
+        help="fp32 (default), fp16 (for CUDA serving) or int8 (dynamic quantisation, CPU)",
+    )
+    export.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
+    export.add_argument(
+        "--verify-data",
+        default=None,
+        metavar="FILE.jsonl",
+        help="real items (the task's JSONL) to check ONNX vs PyTorch on, besides generated ones",
+    )
+    export.add_argument("--name", default=None, help="model name (default: the --out dir name)")
+    export.add_argument(
+        "--no-optimize",
+        action="store_true",
+        help="skip onnxruntime transformer fusions (debugging)",
+    )
+    export.add_argument(
+        "--force", action="store_true", help="overwrite a non-empty --out directory"
+    )
+    export.set_defaults(handler=_run_export)
+
+    verify = subparsers.add_parser(
+        "verify-bundle",
+        help="check a bundle's manifest and checksums and load it with onnxruntime",
+    )
+    verify.add_argument("bundle", help="bundle directory")
+    verify.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="provider to load it with"
+    )
+    verify.add_argument(
+        "--no-load", action="store_true", help="checksums only; do not open an ORT session"
+    )
+    verify.set_defaults(handler=_run_verify)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from model_export.onnx_export import export_bundle
+
+    manifest = export_bundle(
+        checkpoint=args.checkpoint,
+        out=args.out,
+        precision=args.precision,
+        opset=args.opset,
+        verify_data=args.verify_data,
+        name=args.name,
+        optimize=not args.no_optimize,
+        force=args.force,
+    )
+    print(f"wrote bundle {args.out} ({manifest.task}, {manifest.precision})")
+    return 0
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from model_export.bundle import load_bundle
+
+    bundle = load_bundle(args.bundle)
+    manifest = bundle.manifest
+    files = ", ".join(f"{name} ({entry.size} B)" for name, entry in manifest.files.items())
+    print(f"{bundle.path}: format {manifest.format_version}, {manifest.name}, task {manifest.task}")
+    print(f"  checksums ok: {files}")
+    if not args.no_load:
+        _, provider = bundle.create_session(args.device)
+        print(f"  onnxruntime session ok on {provider}; inputs {manifest.inputs}")
+    return 0
