@@ -203,14 +203,24 @@ class Manifest(BaseModel):
             for field in ("doc_stride", "max_query_length", "max_answer_length"):
                 if getattr(self, field) is None:
                     raise ValueError(f"{field}: required for task 'qa'")
-        if "target_input_ids" not in self.inputs or "target_attention_mask" not in self.inputs:
-            raise ValueError("inputs: every graph takes target_input_ids and target_attention_mask")
+        # A stream is fed as ids + mask together; which streams depends on the method
+        # (x-mixup: both; translate-train/zero-shot: target; translate-test: source).
+        for stream in ("target", "source"):
+            if (f"{stream}_input_ids" in self.inputs) != (
+                f"{stream}_attention_mask" in self.inputs
+            ):
+                raise ValueError(f"inputs: {stream}_input_ids and _attention_mask come together")
         return self
 
     @property
     def uses_source(self) -> bool:
-        """Whether the graph takes a source stream (baselines such as translate-train do not)."""
+        """Whether the graph takes a source stream (translate-train / zero-shot do not)."""
         return "source_input_ids" in self.inputs
+
+    @property
+    def uses_target(self) -> bool:
+        """Whether the graph takes a target stream (translate-test reads the source only)."""
+        return "target_input_ids" in self.inputs
 
 
 # --------------------------------------------------------------------------------------------

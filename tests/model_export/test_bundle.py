@@ -179,6 +179,7 @@ def test_unknown_task_is_refused(bundle_dir: Path) -> None:
         ({"precision": "int4"}, "precision"),
         ({"surprise": 1}, "surprise"),
         ({"inputs": ["target_input_ids", "token_type_ids"]}, "inputs"),
+        ({"inputs": ["target_input_ids", "source_input_ids"]}, "inputs"),
         ({"outputs": ["logits", "mixup_ratio"]}, "outputs"),
         ({"labels": []}, "labels"),
         ({"files": {"../etc/passwd": {"sha256": "0" * 64, "size": 1}}}, "files"),
