@@ -208,6 +208,7 @@ def make_tiny_checkpoint(
     The head and gate are randomly initialised with `seed` so outputs are not trivially uniform.
     """
     import torch
+
     from training.config import XMixupConfig
     from training.modeling import XMixupModel
 
@@ -221,3 +222,69 @@ def make_tiny_checkpoint(
     out = tmp / "checkpoint"
     model.save_pretrained(out)
     return out
+
+
+def make_tiny_model(
+    backbone_dir: str | Path,
+    task: str,
+    labels: list[str] | None = None,
+    *,
+    sharpen: float = 8.0,
+    seed: int = 0,
+    **cfg: Any,
+) -> Any:
+    """An XMixupModel (eval mode) on a tiny backbone, with sharpened attention.
+
+    A random encoder (init std 0.02) attends almost uniformly, so λ would hardly depend on the
+    inputs; multiplying every layer's query/key weights by `sharpen` gives peaked attention
+    like a pretrained encoder's. `sharpen=1.0` leaves the backbone as built.
+    """
+    import torch
+
+    from training.config import XMixupConfig
+    from training.modeling import XMixupModel
+
+    if labels is None:
+        labels = [] if task == "qa" else ["B-X", "I-X", "O"] if task == "tag" else ["a", "b", "c"]
+    config = XMixupConfig(task=task, labels=list(labels), **cfg)
+    torch.manual_seed(seed)
+    model = XMixupModel.from_backbone(backbone_dir, config)
+    if sharpen != 1.0:
+        with torch.no_grad():
+            for layer in model.layers:
+                layer.attention.self.query.weight.mul_(sharpen)
+                layer.attention.self.key.weight.mul_(sharpen)
+    return model.eval()
+
+
+def random_batch(
+    lengths: list[int], seed: int, vocab: int = 600, pad_id: int = PAD_ID
+) -> tuple[Any, Any]:
+    """(input_ids, attention_mask) for items of the given real lengths, right-padded with pad_id.
+
+    Real ids avoid the special ids 0..4, so XLM-R position ids (computed from padding) are
+    exactly those of the real tokens.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    width = max(lengths)
+    ids = torch.full((len(lengths), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(lengths), width), dtype=torch.long)
+    for i, n in enumerate(lengths):
+        ids[i, :n] = torch.randint(5, vocab, (n,), generator=g)
+        mask[i, :n] = 1
+    return ids, mask
+
+
+def pad_items(items: list[Any], pad_id: int = PAD_ID) -> tuple[Any, Any]:
+    """Right-pad 1-D id tensors into (input_ids, attention_mask) [B, max_len]."""
+    import torch
+
+    width = max(int(x.shape[0]) for x in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(items), width), dtype=torch.long)
+    for i, x in enumerate(items):
+        ids[i, : x.shape[0]] = x
+        mask[i, : x.shape[0]] = 1
+    return ids, mask

@@ -1,0 +1,153 @@
+"""The X-Mixup model configuration: the `xmixup` section of a checkpoint's config.json.
+
+Torch-free on purpose: the CLI, the exporter and tests read and validate configs without
+importing torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from xmixup.errors import UserError
+
+TASKS = ("classify", "tag", "qa")
+METHODS = ("xmixup", "translate-train", "translate-test", "zero-shot")
+GATES = ("normalized", "paper")
+POOLINGS = ("mean", "cls")
+TAG_SCHEMES = ("BIO",)
+FORMAT_VERSION = 1
+
+
+class CheckpointError(UserError):
+    """A checkpoint directory that cannot be loaded: a missing file or a mismatched tensor."""
+
+
+def default_mixup_layer(task: str, num_layers: int) -> int:
+    """The paper's mixup layer scaled to the encoder depth (1-based).
+
+    Paper (12/24-layer encoders): classification 1, tagging 4 of 12, QA 8 of 12 / 16 of 24;
+    i.e. the first layer, a third and two thirds of the depth.
+    """
+    if task == "classify":
+        layer = 1
+    elif task == "tag":
+        layer = round(num_layers / 3)
+    else:
+        layer = round(2 * num_layers / 3)
+    return min(max(layer, 1), num_layers)
+
+
+@dataclass
+class XMixupConfig:
+    """What a trained X-Mixup model is: task, labels, method and the mixing hyper-parameters.
+
+    `mixup_layer=None` means "the task default for this encoder's depth"; it is resolved (and
+    then stored) when the model is built, see `resolve(num_layers)`. `max_length=None` means
+    128 (384 for QA).
+    """
+
+    task: str
+    labels: list[str] = field(default_factory=list)
+    method: str = "xmixup"
+    mixup_layer: int | None = None
+    lambda0: float = 0.5
+    gate: str = "normalized"
+    tag_scheme: str | None = None
+    pair_input: bool = False
+    pooling: str = "mean"
+    max_length: int | None = None
+    doc_stride: int = 128
+    max_query_length: int = 64
+    max_answer_length: int = 30
+    backbone: str = ""
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.max_length is None:
+            self.max_length = 384 if self.task == "qa" else 128
+        self.labels = list(self.labels)
+        self.validate()
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Raise UserError naming the first invalid field."""
+        if self.task not in TASKS:
+            raise UserError(f"unknown task {self.task!r}", f"use one of: {', '.join(TASKS)}")
+        if self.method not in METHODS:
+            raise UserError(f"unknown method {self.method!r}", f"use one of: {', '.join(METHODS)}")
+        if self.method == "translate-test" and self.task != "classify":
+            # Tags and spans must land on the target's tokens; a source-only model cannot do that.
+            raise UserError(
+                f"method 'translate-test' is only defined for task 'classify', not {self.task!r}",
+                "use 'translate-train' or 'zero-shot' as the baseline for tagging and QA",
+            )
+        if self.gate not in GATES:
+            raise UserError(f"unknown gate {self.gate!r}", f"use one of: {', '.join(GATES)}")
+        if self.pooling not in POOLINGS:
+            raise UserError(
+                f"unknown pooling {self.pooling!r}", f"use one of: {', '.join(POOLINGS)}"
+            )
+        if self.tag_scheme is not None and self.tag_scheme not in TAG_SCHEMES:
+            raise UserError(f"unknown tag_scheme {self.tag_scheme!r}", "use 'BIO' or null")
+        if self.task in ("classify", "tag") and len(self.labels) < 2:
+            raise UserError(
+                f"task {self.task!r} needs at least 2 labels, got {self.labels!r}",
+                "list the label names in the config",
+            )
+        if len(set(self.labels)) != len(self.labels):
+            raise UserError(f"duplicate labels in {self.labels!r}", "label names must be unique")
+        if not 0.0 < float(self.lambda0) <= 1.0:
+            raise UserError(f"lambda0 must be in (0, 1], got {self.lambda0}", "the paper uses 0.5")
+        if self.mixup_layer is not None and (
+            isinstance(self.mixup_layer, bool) or int(self.mixup_layer) < 1
+        ):
+            raise UserError(
+                f"mixup_layer is 1-based and must be >= 1, got {self.mixup_layer}",
+                "layer 1 is the first encoder layer",
+            )
+        for name in ("max_length", "doc_stride", "max_query_length", "max_answer_length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"{name} must be a positive integer, got {value!r}")
+        if self.format_version != FORMAT_VERSION:
+            raise UserError(
+                f"xmixup config format_version {self.format_version} is not supported "
+                f"(this version reads {FORMAT_VERSION})",
+                "re-train or convert the checkpoint with a matching xmixup version",
+            )
+
+    def resolve(self, num_layers: int) -> XMixupConfig:
+        """Fill in the default mixup layer for an encoder of `num_layers` and check the range."""
+        if self.mixup_layer is None:
+            self.mixup_layer = default_mixup_layer(self.task, num_layers)
+        if not 1 <= self.mixup_layer <= num_layers:
+            raise UserError(
+                f"mixup_layer {self.mixup_layer} is outside the encoder's 1..{num_layers} layers",
+                f"pick a layer between 1 and {num_layers}",
+            )
+        return self
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> XMixupConfig:
+        """Build from a dict (e.g. config.json["xmixup"]); unknown or missing keys are UserErrors."""
+        if not isinstance(data, dict):
+            raise UserError(f"xmixup config must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(
+                f"unknown xmixup config field(s): {', '.join(unknown)}",
+                f"known fields: {', '.join(sorted(known))}",
+            )
+        if "task" not in data:
+            raise UserError("xmixup config has no 'task'", f"use one of: {', '.join(TASKS)}")
+        return cls(**data)

@@ -1,0 +1,471 @@
+"""XMixupModel: one shared HF encoder, two streams (target, source), a task head and the λ gate.
+
+The encoder layers are run here from their HF submodules (see training/mixup.py) rather than
+through the HF forward, so the mix can be inserted inside a layer, the code does not depend on
+a transformers version's attention plumbing, and the ONNX export is plain tensor ops.
+Embeddings use the HF module itself (BERT position ids from 0; XLM-R/RoBERTa position ids
+from padding — the HF module gets each right); token_type_ids are all zeros.
+
+Checkpoint layout (docs/ARCHITECTURE.md): config.json = encoder HF config + "xmixup" section,
+model.safetensors with keys encoder.* / head.* / gate.*, tokenizer files. Never pickles.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from training.config import CheckpointError, XMixupConfig
+from training.heads import build_head
+from training.mixup import (
+    EntropyGate,
+    encoder_layer,
+    ffn_sublayer,
+    mix_layer,
+    self_attention_sublayer,
+)
+from xmixup.errors import UserError
+
+__all__ = ["CheckpointError", "XMixupModel", "XMixupOutput"]
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+# Copied along when present; tokenizer.json is the one that is required.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "sentencepiece.bpe.model",
+    "added_tokens.json",
+)
+
+
+@dataclass
+class XMixupOutput:
+    """Training view of one forward pass.
+
+    target_logits: classify [B, C]; tag [B, Lt, C]; qa [B, Lt, 2] (start = [..., 0], end =
+    [..., 1]). None for translate-test (source stream only).
+    source_logits: same shapes on the source stream; None when the source was not run.
+    mixup_ratio: λ per example [B]; zeros when nothing was mixed.
+    *_hidden_states: embeddings output + every layer's output (L+1 tensors), when asked.
+    """
+
+    target_logits: torch.Tensor | None
+    source_logits: torch.Tensor | None
+    mixup_ratio: torch.Tensor
+    target_last_hidden: torch.Tensor | None
+    source_last_hidden: torch.Tensor | None
+    target_hidden_states: tuple[torch.Tensor, ...] | None = None
+    source_hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+class XMixupModel(nn.Module):
+    """X-Mixup over a BERT / RoBERTa / XLM-R encoder (Yang et al., ICLR 2022).
+
+    Build with `from_backbone(path, config)` (HF encoder directory) or `from_pretrained(dir)`
+    (an xmixup checkpoint). `self.mixup` (default True) switches the mix off for method
+    "xmixup" ("w/o mixup": the plain encoder per stream); baselines never mix.
+    """
+
+    def __init__(
+        self, encoder: nn.Module, config: XMixupConfig, tokenizer_dir: str | Path | None = None
+    ) -> None:
+        super().__init__()
+        enc_cfg = encoder.config
+        layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+        if layers is None or not hasattr(encoder, "embeddings"):
+            raise UserError(
+                f"unsupported encoder {type(encoder).__name__}: X-Mixup needs a BERT-family "
+                "encoder (embeddings + encoder.layer)",
+                "use a BERT, RoBERTa or XLM-R checkpoint",
+            )
+        pos_type = getattr(enc_cfg, "position_embedding_type", "absolute") or "absolute"
+        if pos_type != "absolute":
+            raise UserError(
+                f"unsupported position_embedding_type {pos_type!r}",
+                "only absolute position embeddings are supported",
+            )
+        self.encoder = encoder
+        self.config = config.resolve(len(layers))
+        if not self.config.backbone:
+            self.config.backbone = str(getattr(enc_cfg, "_name_or_path", "") or "")
+        self.num_heads = int(enc_cfg.num_attention_heads)
+        hidden = int(enc_cfg.hidden_size)
+        dropout = getattr(enc_cfg, "classifier_dropout", None)
+        if dropout is None:
+            dropout = enc_cfg.hidden_dropout_prob
+        self.head = build_head(
+            self.config.task, hidden, self.config.num_labels, float(dropout), self.config.pooling
+        )
+        self.gate = EntropyGate(self.config.lambda0, self.config.gate)
+        self.mixup = True
+        self.tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir is not None else None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_backbone(cls, path: str | Path, config: XMixupConfig) -> XMixupModel:
+        """A fresh model (new head and gate) on the HF encoder stored at `path`."""
+        from transformers import AutoModel
+
+        path = Path(path)
+        if not (path / CONFIG_FILE).is_file():
+            raise UserError(
+                f"backbone directory {path} has no {CONFIG_FILE}",
+                "pass a Hugging Face encoder directory (config.json + weights + tokenizer)",
+            )
+        try:
+            encoder = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
+        except TypeError:
+            # Encoders without a pooler do not take the argument.
+            encoder = AutoModel.from_pretrained(str(path))
+        if not config.backbone:
+            config.backbone = str(path)
+        return cls(encoder, config, tokenizer_dir=path)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> XMixupModel:
+        """Load a checkpoint written by `save_pretrained`, strictly (eval mode).
+
+        Missing files or missing / unexpected / mis-shaped tensors raise CheckpointError naming
+        the file and the key. The encoder is rebuilt from config.json, never downloaded.
+        """
+        from safetensors.torch import load_file
+        from transformers import AutoConfig, AutoModel
+
+        path = Path(path)
+        if not path.is_dir():
+            raise CheckpointError(f"checkpoint directory {path} does not exist")
+        for name in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE):
+            if not (path / name).is_file():
+                raise CheckpointError(
+                    f"checkpoint {path} is missing {name}",
+                    "point to a directory written by training (xmixup train)",
+                )
+        try:
+            data = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{path / CONFIG_FILE} is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict) or "xmixup" not in data:
+            raise CheckpointError(
+                f"{path / CONFIG_FILE} has no 'xmixup' section",
+                "this looks like a plain encoder, not an xmixup checkpoint",
+            )
+        enc_dict = dict(data)
+        try:
+            config = XMixupConfig.from_dict(enc_dict.pop("xmixup"))
+        except UserError as exc:
+            raise CheckpointError(f"{path / CONFIG_FILE}: {exc.message}", exc.hint) from exc
+        model_type = enc_dict.pop("model_type", None)
+        if not model_type:
+            raise CheckpointError(f"{path / CONFIG_FILE} has no encoder 'model_type'")
+        for key in ("transformers_version", "architectures", "_name_or_path"):
+            enc_dict.pop(key, None)
+        try:
+            enc_cfg = AutoConfig.for_model(model_type, **enc_dict)
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"{path / CONFIG_FILE}: unusable encoder config: {exc}") from exc
+        try:
+            encoder = AutoModel.from_config(enc_cfg, add_pooling_layer=False)
+        except TypeError:
+            encoder = AutoModel.from_config(enc_cfg)
+        model = cls(encoder, config, tokenizer_dir=path)
+        try:
+            state = load_file(str(path / WEIGHTS_FILE))
+        except Exception as exc:  # safetensors raises its own error types
+            raise CheckpointError(f"{path / WEIGHTS_FILE} cannot be read: {exc}") from exc
+        model._load_strict(state, path / WEIGHTS_FILE)
+        model.eval()
+        return model
+
+    def _load_strict(self, state: dict[str, torch.Tensor], file: Path) -> None:
+        expected = self.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        hint = "the weights do not match config.json; re-export the checkpoint from training"
+        if missing:
+            raise CheckpointError(f"{file}: missing tensor(s) {', '.join(missing[:5])}", hint)
+        if unexpected:
+            raise CheckpointError(f"{file}: unexpected tensor(s) {', '.join(unexpected[:5])}", hint)
+        for key, tensor in expected.items():
+            if tuple(state[key].shape) != tuple(tensor.shape):
+                raise CheckpointError(
+                    f"{file}: tensor {key} has shape {tuple(state[key].shape)}, "
+                    f"config.json implies {tuple(tensor.shape)}",
+                    hint,
+                )
+        self.load_state_dict(state, strict=True)
+
+    def save_pretrained(self, path: str | Path, tokenizer_dir: str | Path | None = None) -> Path:
+        """Write config.json, model.safetensors and the tokenizer files to `path`."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        tok_src = Path(tokenizer_dir) if tokenizer_dir is not None else self.tokenizer_dir
+        if tok_src is None or not (tok_src / TOKENIZER_FILE).is_file():
+            raise UserError(
+                f"no {TOKENIZER_FILE} to save with the checkpoint (looked in {tok_src})",
+                "pass tokenizer_dir= pointing to the backbone's tokenizer",
+            )
+        path.mkdir(parents=True, exist_ok=True)
+        data = self.encoder.config.to_dict()
+        data["xmixup"] = self.config.to_dict()
+        (path / CONFIG_FILE).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(path / WEIGHTS_FILE), metadata={"format": "pt"})
+        if tok_src.resolve() != path.resolve():
+            for name in TOKENIZER_FILES:
+                if (tok_src / name).is_file():
+                    shutil.copyfile(tok_src / name, path / name)
+        return path
+
+    # ------------------------------------------------------------------ encoder pieces
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.encoder.encoder.layer  # type: ignore[no-any-return]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def mixup_index(self) -> int:
+        """0-based index of the mixup layer."""
+        assert self.config.mixup_layer is not None
+        return self.config.mixup_layer - 1
+
+    def _embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        # Token types are all zero, as the reference code does (docs/ARCHITECTURE.md).
+        return self.encoder.embeddings(  # type: ignore[no-any-return]
+            input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids)
+        )
+
+    def _run(
+        self,
+        hidden: torch.Tensor,
+        mask: torch.Tensor,
+        start: int,
+        end: int,
+        states: list[torch.Tensor] | None,
+    ) -> torch.Tensor:
+        for i in range(start, end):
+            hidden = encoder_layer(self.layers[i], hidden, mask, self.num_heads)
+            if states is not None:
+                states.append(hidden)
+        return hidden
+
+    def _plain_stream(
+        self, input_ids: torch.Tensor, mask: torch.Tensor, keep_states: bool
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """The unmodified encoder on one stream."""
+        hidden = self._embed(input_ids)
+        states = [hidden] if keep_states else None
+        hidden = self._run(hidden, mask, 0, self.num_layers, states)
+        return hidden, (tuple(states) if states is not None else None)
+
+    def _mixed_streams(
+        self,
+        t_ids: torch.Tensor,
+        t_mask: torch.Tensor,
+        s_ids: torch.Tensor,
+        s_mask: torch.Tensor,
+        source_full: bool,
+        keep_states: bool,
+    ) -> tuple[
+        torch.Tensor,
+        torch.Tensor | None,
+        torch.Tensor,
+        tuple[torch.Tensor, ...] | None,
+        tuple[torch.Tensor, ...] | None,
+    ]:
+        """Both streams with the mix at the mixup layer.
+
+        With source_full=False the source stops after the mixup layer's attention sublayer
+        (all the target needs from it): tag/QA inference skips the source's upper layers.
+        Returns (target_last, source_last or None, λ, target_states, source_states).
+        """
+        li = self.mixup_index
+        t = self._embed(t_ids)
+        s = self._embed(s_ids)
+        t_states = [t] if keep_states else None
+        s_states = [s] if keep_states and source_full else None
+        t = self._run(t, t_mask, 0, li, t_states)
+        s = self._run(s, s_mask, 0, li, s_states)
+        layer = self.layers[li]
+        s_attn = self_attention_sublayer(layer, s, s_mask, self.num_heads)
+        t, lam = mix_layer(layer, self.gate, t, t_mask, s_attn, s_mask, self.num_heads)
+        if t_states is not None:
+            t_states.append(t)
+        t = self._run(t, t_mask, li + 1, self.num_layers, t_states)
+        s_last = None
+        if source_full:
+            s = ffn_sublayer(layer, s_attn)
+            if s_states is not None:
+                s_states.append(s)
+            s_last = self._run(s, s_mask, li + 1, self.num_layers, s_states)
+        return (
+            t,
+            s_last,
+            lam,
+            tuple(t_states) if t_states is not None else None,
+            tuple(s_states) if s_states is not None else None,
+        )
+
+    def _mixing(self, mixup: bool | None) -> bool:
+        return self.config.method == "xmixup" and (self.mixup if mixup is None else mixup)
+
+    @staticmethod
+    def _zeros_ratio(mask: torch.Tensor) -> torch.Tensor:
+        # Shape taken from the input so an ONNX trace keeps the batch dimension dynamic.
+        return torch.zeros_like(mask[:, 0], dtype=torch.float32)
+
+    # ------------------------------------------------------------------ forward / predict
+    def forward(
+        self,
+        target_input_ids: torch.Tensor,
+        target_attention_mask: torch.Tensor,
+        source_input_ids: torch.Tensor | None = None,
+        source_attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        mixup: bool | None = None,
+    ) -> XMixupOutput:
+        """Training view. The source defaults to the target when not given.
+
+        method "xmixup": both streams, the target mixed at the mixup layer (mixup off: both
+        plain; the source only when given). "translate-train"/"zero-shot": target stream only.
+        "translate-test": source stream only (the target inputs stand in when no source).
+        """
+        t_mask = target_attention_mask.bool()
+        source_given = source_input_ids is not None
+        if source_input_ids is None:
+            source_input_ids, source_attention_mask = target_input_ids, target_attention_mask
+        if source_attention_mask is None:
+            raise UserError("source_input_ids given without source_attention_mask")
+        s_mask = source_attention_mask.bool()
+        zeros = self._zeros_ratio(t_mask)
+        method = self.config.method
+
+        if method == "translate-test":
+            s_last, s_states = self._plain_stream(source_input_ids, s_mask, output_hidden_states)
+            return XMixupOutput(
+                target_logits=None,
+                source_logits=self.head(s_last, s_mask),
+                mixup_ratio=zeros,
+                target_last_hidden=None,
+                source_last_hidden=s_last,
+                source_hidden_states=s_states,
+            )
+        if self._mixing(mixup):
+            t_last, s_last_opt, lam, t_states, s_states = self._mixed_streams(
+                target_input_ids, t_mask, source_input_ids, s_mask, True, output_hidden_states
+            )
+            assert s_last_opt is not None
+            return XMixupOutput(
+                target_logits=self.head(t_last, t_mask),
+                source_logits=self.head(s_last_opt, s_mask),
+                mixup_ratio=lam,
+                target_last_hidden=t_last,
+                source_last_hidden=s_last_opt,
+                target_hidden_states=t_states,
+                source_hidden_states=s_states,
+            )
+        t_last, t_states = self._plain_stream(target_input_ids, t_mask, output_hidden_states)
+        out = XMixupOutput(
+            target_logits=self.head(t_last, t_mask),
+            source_logits=None,
+            mixup_ratio=zeros,
+            target_last_hidden=t_last,
+            source_last_hidden=None,
+            target_hidden_states=t_states,
+        )
+        if method == "xmixup" and source_given:
+            s_last, s_states = self._plain_stream(source_input_ids, s_mask, output_hidden_states)
+            out.source_logits = self.head(s_last, s_mask)
+            out.source_last_hidden = s_last
+            out.source_hidden_states = s_states
+        return out
+
+    def predict(
+        self,
+        target_input_ids: torch.Tensor,
+        target_attention_mask: torch.Tensor,
+        source_input_ids: torch.Tensor | None = None,
+        source_attention_mask: torch.Tensor | None = None,
+        combine: str = "probs",
+        mixup: bool | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Serving view: the ONNX outputs by name.
+
+        classify: {"probabilities" [B, C], "mixup_ratio" [B]}; X-Mixup averages the softmax of
+        the source and of the mixed target stream (paper); combine="logits" averages logits
+        before the softmax (reference code). translate-test uses the source only.
+        tag: {"logits" [B, Lt, C], "mixup_ratio"}; qa: {"start_logits", "end_logits" [B, Lt],
+        "mixup_ratio"} — target stream only; the source runs only up to the mixup layer.
+        Baselines ignore the source (translate-test: the target) and return λ = 0.
+        """
+        if combine not in ("probs", "logits"):
+            raise UserError(f"unknown combine {combine!r}", "use 'probs' (paper) or 'logits'")
+        task, method = self.config.task, self.config.method
+        t_mask = target_attention_mask.bool()
+        zeros = self._zeros_ratio(t_mask)
+        if source_input_ids is None:
+            source_input_ids, source_attention_mask = target_input_ids, target_attention_mask
+        if source_attention_mask is None:
+            raise UserError("source_input_ids given without source_attention_mask")
+        s_mask = source_attention_mask.bool()
+
+        if method == "translate-test":  # classify only (config validation)
+            s_last, _ = self._plain_stream(source_input_ids, s_mask, False)
+            probs = torch.softmax(self.head(s_last, s_mask), dim=-1)
+            return {"probabilities": probs, "mixup_ratio": self._zeros_ratio(s_mask)}
+
+        if self._mixing(mixup):
+            t_last, s_last, lam, _, _ = self._mixed_streams(
+                target_input_ids, t_mask, source_input_ids, s_mask, task == "classify", False
+            )
+        else:
+            t_last, _ = self._plain_stream(target_input_ids, t_mask, False)
+            s_last, lam = None, zeros
+        t_logits = self.head(t_last, t_mask)
+
+        if task == "classify":
+            if s_last is None:
+                probs = torch.softmax(t_logits, dim=-1)
+            else:
+                s_logits = self.head(s_last, s_mask)
+                if combine == "logits":
+                    probs = torch.softmax((s_logits + t_logits) / 2.0, dim=-1)
+                else:
+                    probs = (
+                        torch.softmax(s_logits, dim=-1) + torch.softmax(t_logits, dim=-1)
+                    ) / 2.0
+            return {"probabilities": probs, "mixup_ratio": lam}
+        if task == "tag":
+            return {"logits": t_logits, "mixup_ratio": lam}
+        return {
+            "start_logits": t_logits[..., 0],
+            "end_logits": t_logits[..., 1],
+            "mixup_ratio": lam,
+        }
+
+    def gate_parameters(self) -> list[nn.Parameter]:
+        """λ's (w, b): the trainer gives them their own learning rate."""
+        return list(self.gate.parameters())
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return f"task={c.task}, method={c.method}, mixup_layer={c.mixup_layer}, gate={c.gate}"
+
+
+def count_parameters(model: nn.Module) -> dict[str, Any]:
+    """Parameter counts per top-level part (encoder, head, gate), for logs."""
+    return {
+        name: sum(p.numel() for p in child.parameters()) for name, child in model.named_children()
+    }
