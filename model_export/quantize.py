@@ -1,0 +1,112 @@
+"""int8 dynamic quantisation for CPU serving (onnxruntime.quantization.quantize_dynamic).
+
+Weights are quantised offline, activations per batch at run time, so no calibration data is
+needed. Defaults were chosen by measurement (bench/export.py, see the export log / README):
+
+- weight type QInt8 with uint8 activations (U8S8): the combination onnxruntime's x86 kernels
+  run on VNNI (AVX512-VNNI / AVX-VNNI) dot-product instructions; `reduce_range` is only needed
+  on CPUs without VNNI and costs accuracy, so it is off.
+- only MatMul (and fused Attention) are quantised: the embedding Gather stays fp32 (int8
+  embeddings save memory but not time, and hurt rare-token rows most), and so do the
+  activation x activation matmuls (MatMulConstBOnly, the default for dynamic mode).
+- nodes on the λ gate's path and the task head stay fp32: they are a sliver of the FLOPs, and
+  their error feeds λ and the logits directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# Node-name patterns (legacy exporter names nodes by module path, e.g. "/head/dense/MatMul").
+DEFAULT_EXCLUDE_PATTERNS = (r"gate", r"(^|/)head(/|$)", r"classifier", r"qa_outputs")
+
+
+@dataclass
+class QuantizeOptions:
+    per_channel: bool = False
+    reduce_range: bool = False
+    weight_type: str = "QInt8"  # or "QUInt8"
+    op_types: tuple[str, ...] = ("MatMul", "Attention")
+    exclude_patterns: tuple[str, ...] = DEFAULT_EXCLUDE_PATTERNS
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "per_channel": self.per_channel,
+            "reduce_range": self.reduce_range,
+            "weight_type": self.weight_type,
+            "op_types": list(self.op_types),
+            "exclude_patterns": list(self.exclude_patterns),
+        }
+
+
+@dataclass
+class QuantizeReport:
+    options: dict[str, Any]
+    excluded_nodes: list[str] = field(default_factory=list)
+    quantized_ops: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "options": self.options,
+            "excluded_nodes": self.excluded_nodes,
+            "quantized_ops": self.quantized_ops,
+        }
+
+
+def sensitive_nodes(model: Any, patterns: Sequence[str], op_types: Sequence[str]) -> list[str]:
+    """Names of quantisable nodes (`op_types`) whose name matches one of `patterns`."""
+    compiled = [re.compile(p) for p in patterns]
+    return [
+        node.name
+        for node in model.graph.node
+        if node.op_type in op_types and any(c.search(node.name) for c in compiled)
+    ]
+
+
+def quantize_int8(
+    src: Path,
+    dst: Path,
+    options: QuantizeOptions | None = None,
+    *,
+    external_data: bool = False,
+) -> QuantizeReport:
+    """Dynamically quantise `src` (an fp32, usually fused, graph) into `dst`."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    options = options or QuantizeOptions()
+    model = onnx.load(str(src), load_external_data=False)
+    excluded = sensitive_nodes(model, options.exclude_patterns, options.op_types)
+    del model
+    quantize_dynamic(
+        model_input=str(src),
+        model_output=str(dst),
+        op_types_to_quantize=list(options.op_types),
+        per_channel=options.per_channel,
+        reduce_range=options.reduce_range,
+        weight_type=getattr(QuantType, options.weight_type),
+        nodes_to_exclude=excluded,
+        use_external_data_format=external_data,
+        # Fused contrib ops (SkipLayerNormalization, ...) have no ONNX shape inference; their
+        # outputs are fp32, which the quantizer must be told instead of failing.
+        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+    out = onnx.load(str(dst), load_external_data=False)
+    counts: dict[str, int] = {}
+    for node in out.graph.node:
+        if node.op_type in ("MatMulInteger", "DynamicQuantizeMatMul", "QAttention"):
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    logger.info(
+        "int8: quantised %s; kept fp32: %d sensitive node(s) %s",
+        counts or "nothing",
+        len(excluded),
+        excluded[:6],
+    )
+    return QuantizeReport(options=options.as_dict(), excluded_nodes=excluded, quantized_ops=counts)
