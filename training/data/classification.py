@@ -80,7 +80,7 @@ def convert_sib200(
             raise UserError(f"{path} does not exist", f"sib200 splits are {', '.join(SIB_SPLITS)}")
         for lineno, cols in _read_tsv(path, 3, header=True):
             if cols is None:
-                res.skip(f"malformed line ({lang})")
+                res.skip(f"malformed line ({path}:{lineno})")
                 continue
             index_id, label, text = cols
             if index_id not in english:

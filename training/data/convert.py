@@ -117,9 +117,11 @@ def resolve_input(path: str | Path, default_subpath: str) -> Path:
     p = Path(path)
     if not p.exists():
         raise UserError(f"input {p} does not exist", "pass the data directory or file via --input")
-    nested = p / default_subpath
-    if p.is_dir() and nested.exists():
-        return nested
+    if p.is_dir():
+        # The full layout under the data root, or just the set's own folder name under p.
+        for nested in (p / default_subpath, p / Path(default_subpath).name):
+            if nested.exists():
+                return nested
     return p
 
 

@@ -196,7 +196,9 @@ class SourceNoise:
             first = arrangement[0]
             dropped.discard(first)
             result.n_dropped -= 1
-        out_tokens, out_tags, origin = [], [], []
+        out_tokens: list[str] = []
+        out_tags: list[str] = []
+        origin: list[int] = []
         for orig in arrangement:
             if orig in dropped:
                 continue
