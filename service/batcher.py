@@ -1,0 +1,260 @@
+"""Dynamic batching: one asyncio queue and one worker per model.
+
+Requests put *rows* (one target/source sequence pair each; a long QA context gives several) on
+the model's queue and await one future per row. The worker:
+
+1. waits until ``max_batch_size`` rows are pending or the oldest has waited ``max_wait_ms``;
+2. takes a window of the oldest rows (up to 4 batches' worth), drops rows whose request has
+   gone (deadline passed or client cancelled) — dropped work never reaches the model;
+3. sorts the window by length and cuts it into batches bounded by ``max_batch_size`` rows and
+   ``max_batch_tokens`` padded tokens, so similar lengths share a batch and padding stays low;
+4. runs each batch in a dedicated thread (never on the event loop) and resolves the futures.
+
+Each row's outputs are sliced back to its own length, and every row is masked, so a result
+does not depend on its batch-mates (padding invariance; tested end to end).
+A watchdog view (``healthy``) turns false while a batch hangs past ``watchdog_timeout_s`` or
+after ``max_consecutive_failures`` failed batches in a row; /readyz reports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.engine import SEQUENCE_OUTPUTS, Engine, Row, pad_rows
+from service.metrics import Metrics
+from service.settings import Settings
+
+logger = logging.getLogger("service.batcher")
+
+
+class QueueFull(Exception):
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__("queue full")
+        self.retry_after_s = retry_after_s
+
+
+class Stopped(Exception):
+    """The worker is stopping (after SIGTERM's drain); new work goes to another replica."""
+
+
+class DeadlineExceeded(Exception):
+    pass
+
+
+class InferenceFailed(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class RowResult:
+    outputs: dict[str, np.ndarray]
+    queue_s: float
+    inference_s: float
+    batch_rows: int
+
+
+@dataclass(eq=False)
+class _Item:
+    row: Row
+    future: asyncio.Future[RowResult]
+    enqueued: float
+    deadline: float
+    cost: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cost = self.row.cost
+
+
+class Batcher:
+    def __init__(
+        self, name: str, engine: Engine, pad_id: int, settings: Settings, metrics: Metrics
+    ) -> None:
+        self.name = name
+        self.engine = engine
+        self.pad_id = pad_id
+        self.max_batch_size = settings.max_batch_size
+        self.max_batch_tokens = settings.max_batch_tokens
+        self.max_wait_s = settings.max_wait_ms / 1000.0
+        self.max_queue = settings.max_queue
+        self.watchdog_timeout_s = settings.watchdog_timeout_s
+        self.max_consecutive_failures = settings.max_consecutive_failures
+        self.metrics = metrics
+        self._pending: deque[_Item] = deque()
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        # One thread per model: batches of one model run one after another (ORT already uses
+        # all cores per run), and a hung run cannot starve the other models' workers.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"ort-{name}")
+        self.consecutive_failures = 0
+        self.batch_started_at: float | None = None
+        self._rows_per_s = 0.0  # smoothed throughput, for Retry-After
+
+    # ---- state ---------------------------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        return len(self._pending)
+
+    @property
+    def healthy(self) -> bool:
+        started = self.batch_started_at
+        hung = started is not None and time.monotonic() - started > self.watchdog_timeout_s
+        return not hung and self.consecutive_failures < self.max_consecutive_failures
+
+    def health_reason(self) -> str | None:
+        started = self.batch_started_at
+        if started is not None and time.monotonic() - started > self.watchdog_timeout_s:
+            return f"a batch has been running for {time.monotonic() - started:.0f}s"
+        if self.consecutive_failures >= self.max_consecutive_failures:
+            return f"{self.consecutive_failures} batches failed in a row"
+        return None
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(
+            self._loop(), name=f"batcher-{self.name}"
+        )
+
+    async def stop(self) -> None:
+        """Finish every queued row, then stop the worker (graceful drain)."""
+        self._stopping = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # ---- submission ----------------------------------------------------------------------
+    def submit(self, rows: Sequence[Row], deadline: float) -> list[asyncio.Future[RowResult]]:
+        """Queue a request's rows atomically (all or none); raises QueueFull."""
+        if self._stopping:
+            raise Stopped()
+        if len(self._pending) + len(rows) > self.max_queue:
+            self.metrics.rejected.labels(self.name, "queue_full").inc(len(rows))
+            rate = self._rows_per_s or 1.0
+            raise QueueFull(max(1, math.ceil(len(self._pending) / rate)))
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        futures = []
+        for row in rows:
+            fut: asyncio.Future[RowResult] = loop.create_future()
+            self._pending.append(_Item(row, fut, now, deadline))
+            futures.append(fut)
+        self.metrics.queue_depth.labels(self.name).set(len(self._pending))
+        self._wakeup.set()
+        return futures
+
+    # ---- worker --------------------------------------------------------------------------
+    async def _loop(self) -> None:
+        while True:
+            if not self._pending:
+                if self._stopping:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            await self._wait_to_fill()
+            window = self._take_window()
+            for batch in self._cut(window):
+                await self._run(batch)
+
+    async def _wait_to_fill(self) -> None:
+        oldest = self._pending[0].enqueued
+        while len(self._pending) < self.max_batch_size and not self._stopping:
+            remaining = oldest + self.max_wait_s - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take_window(self) -> list[_Item]:
+        window: list[_Item] = []
+        limit = self.max_batch_size * 4
+        while self._pending and len(window) < limit:
+            item = self._pending.popleft()
+            if self._live(item):
+                window.append(item)
+        self.metrics.queue_depth.labels(self.name).set(len(self._pending))
+        return window
+
+    def _live(self, item: _Item) -> bool:
+        """False (and the row dropped) when its request is gone or its deadline has passed."""
+        if item.future.done():  # the request timed out or its client went away
+            self.metrics.rejected.labels(self.name, "deadline").inc()
+            return False
+        if time.monotonic() >= item.deadline:
+            item.future.set_exception(DeadlineExceeded())
+            self.metrics.rejected.labels(self.name, "deadline").inc()
+            return False
+        return True
+
+    def _cut(self, window: list[_Item]) -> list[list[_Item]]:
+        window.sort(key=lambda it: it.cost)
+        batches: list[list[_Item]] = []
+        batch: list[_Item] = []
+        max_t = max_s = 0
+        for item in window:
+            t = len(item.row.target_ids)
+            s = len(item.row.source_ids) if item.row.source_ids is not None else 0
+            # Padded size if the item joins: every row is padded to the longest of each stream.
+            padded = (len(batch) + 1) * (max(max_t, t) + max(max_s, s))
+            if batch and (len(batch) >= self.max_batch_size or padded > self.max_batch_tokens):
+                batches.append(batch)
+                batch, max_t, max_s = [], 0, 0
+            batch.append(item)
+            max_t, max_s = max(max_t, t), max(max_s, s)
+        if batch:
+            batches.append(batch)
+        return batches
+
+    async def _run(self, batch: list[_Item]) -> None:
+        batch = [it for it in batch if self._live(it)]  # earlier batches may have taken long
+        if not batch:
+            return
+        feeds, real, padded = pad_rows([it.row for it in batch], self.pad_id)
+        lengths = [len(it.row.target_ids) for it in batch]
+        start = time.monotonic()
+        self.batch_started_at = start
+        loop = asyncio.get_running_loop()
+        try:
+            outputs = await loop.run_in_executor(self._executor, self.engine.run, feeds)
+        except Exception as exc:
+            self.consecutive_failures += 1
+            self.metrics.rejected.labels(self.name, "failed").inc(len(batch))
+            logger.error("model %s: batch of %d failed: %s", self.name, len(batch), exc)
+            for it in batch:
+                if not it.future.done():
+                    it.future.set_exception(InferenceFailed(str(exc)))
+            return
+        finally:
+            self.batch_started_at = None
+        elapsed = time.monotonic() - start
+        self.consecutive_failures = 0
+        rate = len(batch) / max(elapsed, 1e-6)
+        self._rows_per_s = rate if not self._rows_per_s else 0.8 * self._rows_per_s + 0.2 * rate
+        m = self.metrics
+        m.inference.labels(self.name).observe(elapsed)
+        m.batch_size.labels(self.name).observe(len(batch))
+        m.tokens.labels(self.name, "real").inc(real)
+        m.tokens.labels(self.name, "padded").inc(padded)
+        for j, it in enumerate(batch):
+            if it.future.done():
+                continue
+            row_out = {
+                name: (value[j, : lengths[j]] if name in SEQUENCE_OUTPUTS else value[j])
+                for name, value in outputs.items()
+            }
+            queue_s = start - it.enqueued
+            m.queue_wait.labels(self.name).observe(queue_s)
+            it.future.set_result(RowResult(row_out, queue_s, elapsed, len(batch)))

@@ -1,0 +1,153 @@
+"""RFC 9457 problem details: every error the service returns has one JSON shape.
+
+``{"type", "title", "status", "detail", "instance", "request_id", "errors"?}`` with media type
+``application/problem+json``. Client mistakes map to 4xx naming the offending field; nothing a
+client can send produces a 500 or a stack trace (unexpected exceptions are logged with the
+request id and answered with a bare 500 problem).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger("service.errors")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+_TYPE_BASE = "https://xmixup.dev/problems/"  # stable identifiers; need not resolve
+
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+class FieldError(BaseModel):
+    loc: str = Field(description="Dotted path of the offending field, e.g. `inputs.0.target`.")
+    msg: str
+
+
+class Problem(BaseModel):
+    """The body of every error response (RFC 9457)."""
+
+    type: str = Field(examples=[_TYPE_BASE + "validation"])
+    title: str = Field(examples=["Unprocessable Content"])
+    status: int = Field(examples=[422])
+    detail: str = Field(examples=["inputs.0.target: Field required"])
+    instance: str | None = Field(default=None, examples=["/classify"])
+    request_id: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class ServiceError(Exception):
+    """An error with an HTTP status, raised anywhere in request handling."""
+
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        errors: list[FieldError] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.kind = kind
+        self.detail = detail
+        self.headers = headers or {}
+        self.errors = errors
+
+
+def field_error(status: int, loc: str, msg: str, kind: str = "validation") -> ServiceError:
+    """A client error about one request field (413 for limits, 422 for invalid content)."""
+    return ServiceError(status, kind, f"{loc}: {msg}", errors=[FieldError(loc=loc, msg=msg)])
+
+
+def problem_response(
+    request: Request | None,
+    status: int,
+    kind: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    errors: list[FieldError] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": _TYPE_BASE + kind,
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path if request is not None else None,
+        "request_id": getattr(request.state, "request_id", None) if request is not None else None,
+    }
+    if errors:
+        body["errors"] = [e.model_dump() for e in errors]
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _loc(parts: tuple[Any, ...] | list[Any]) -> str:
+    # FastAPI prefixes body fields with "body"; drop it so clients see their own field path.
+    items = [str(p) for p in parts]
+    if len(items) > 1 and items[0] == "body":
+        items = items[1:]
+    return ".".join(items) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def service_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ServiceError)
+        return problem_response(
+            request, exc.status, exc.kind, exc.detail, headers=exc.headers, errors=exc.errors
+        )
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = []
+        for err in exc.errors():
+            loc = _loc(err.get("loc", ()))
+            msg = str(err.get("msg", "invalid"))
+            if err.get("type") == "json_invalid":
+                loc, msg = "body", f"malformed JSON ({err.get('ctx', {}).get('error', msg)})"
+            errors.append(FieldError(loc=loc, msg=msg))
+        detail = "; ".join(f"{e.loc}: {e.msg}" for e in errors[:5])
+        if len(errors) > 5:
+            detail += f"; and {len(errors) - 5} more"
+        return problem_response(request, 422, "validation", detail, errors=errors)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        kind = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized"}.get(
+            exc.status_code, "http"
+        )
+        return problem_response(
+            request, exc.status_code, kind, str(exc.detail), headers=dict(exc.headers or {})
+        )
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Logged with the request id so an operator can find it; the client gets no trace.
+        logger.exception(
+            "unhandled error on %s (request_id=%s)",
+            request.url.path,
+            getattr(request.state, "request_id", None),
+        )
+        return problem_response(request, 500, "internal", "internal error; see the server log")
+
+    app.add_exception_handler(ServiceError, service_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
