@@ -13,9 +13,14 @@ PyTorch and in onnxruntime alike (-inf would give NaN on fully masked rows).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
+
+# An HF BertLayer-shaped module. Typed as Any: the submodules are reached by name (duck typing
+# across BERT / RoBERTa / XLM-R classes and transformers versions).
+HFLayer = Any
 
 # Normalized gate init: sigmoid(w·x + b) = 0.8 at x = 1, i.e. λ ≈ 0.8·λ0 where it has room (and
 # gradient) to move either way. x ≈ 0.8-1.0 was measured on the multilingual-e5-small backbone
@@ -39,7 +44,7 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
 
 
 def attention(
-    layer: nn.Module,
+    layer: HFLayer,
     queries: torch.Tensor,
     keys_values: torch.Tensor,
     key_mask: torch.Tensor,
@@ -63,7 +68,7 @@ def attention(
 
 
 def self_attention_sublayer(
-    layer: nn.Module, hidden: torch.Tensor, mask: torch.Tensor, num_heads: int
+    layer: HFLayer, hidden: torch.Tensor, mask: torch.Tensor, num_heads: int
 ) -> torch.Tensor:
     """LN(h + dropout(Wo·SelfAttn(h))): the layer's attention sublayer (post-LN BERT)."""
     context, _ = attention(layer, hidden, hidden, mask, num_heads)
@@ -71,7 +76,7 @@ def self_attention_sublayer(
     return out.LayerNorm(out.dropout(out.dense(context)) + hidden)
 
 
-def ffn_sublayer(layer: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+def ffn_sublayer(layer: HFLayer, hidden: torch.Tensor) -> torch.Tensor:
     """LN(h + dropout(W2·act(W1·h))): the layer's feed-forward sublayer."""
     inter = layer.intermediate(hidden)
     out = layer.output
@@ -79,7 +84,7 @@ def ffn_sublayer(layer: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
 
 
 def encoder_layer(
-    layer: nn.Module, hidden: torch.Tensor, mask: torch.Tensor, num_heads: int
+    layer: HFLayer, hidden: torch.Tensor, mask: torch.Tensor, num_heads: int
 ) -> torch.Tensor:
     """A plain encoder layer: attention sublayer then FFN sublayer."""
     return ffn_sublayer(layer, self_attention_sublayer(layer, hidden, mask, num_heads))
@@ -164,7 +169,7 @@ class EntropyGate(nn.Module):
 
 
 def mix_layer(
-    layer: nn.Module,
+    layer: HFLayer,
     gate: EntropyGate,
     target: torch.Tensor,
     target_mask: torch.Tensor,

@@ -79,7 +79,7 @@ class XMixupModel(nn.Module):
         self, encoder: nn.Module, config: XMixupConfig, tokenizer_dir: str | Path | None = None
     ) -> None:
         super().__init__()
-        enc_cfg = encoder.config
+        enc_cfg: Any = encoder.config
         layers = getattr(getattr(encoder, "encoder", None), "layer", None)
         if layers is None or not hasattr(encoder, "embeddings"):
             raise UserError(
@@ -93,7 +93,8 @@ class XMixupModel(nn.Module):
                 f"unsupported position_embedding_type {pos_type!r}",
                 "only absolute position embeddings are supported",
             )
-        self.encoder = encoder
+        # Any: an HF PreTrainedModel whose submodules are reached by name (see training/mixup.py).
+        self.encoder: Any = encoder
         self.config = config.resolve(len(layers))
         if not self.config.backbone:
             self.config.backbone = str(getattr(enc_cfg, "_name_or_path", "") or "")
@@ -422,10 +423,11 @@ class XMixupModel(nn.Module):
         s_mask = source_attention_mask.bool()
 
         if method == "translate-test":  # classify only (config validation)
-            s_last, _ = self._plain_stream(source_input_ids, s_mask, False)
-            probs = torch.softmax(self.head(s_last, s_mask), dim=-1)
+            src_last, _ = self._plain_stream(source_input_ids, s_mask, False)
+            probs = torch.softmax(self.head(src_last, s_mask), dim=-1)
             return {"probabilities": probs, "mixup_ratio": self._zeros_ratio(s_mask)}
 
+        s_last: torch.Tensor | None
         if self._mixing(mixup):
             t_last, s_last, lam, _, _ = self._mixed_streams(
                 target_input_ids, t_mask, source_input_ids, s_mask, task == "classify", False
