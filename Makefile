@@ -25,6 +25,8 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy service model_export xmixup
+	$(BIN)/hadolint docker/Dockerfile.*
+	$(BIN)/kubernetes-validate --strict --quiet docker/k8s/*.yaml
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
