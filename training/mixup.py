@@ -60,7 +60,10 @@ def attention(
     q = _split_heads(attn.query(queries), num_heads)
     k = _split_heads(attn.key(keys_values), num_heads)
     v = _split_heads(attn.value(keys_values), num_heads)
-    scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    # Head size from the module (a Python int), not from q.shape: a traced shape would be
+    # turned into a constant with a TracerWarning.
+    scale = 1.0 / math.sqrt(attn.query.out_features // num_heads)
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scale
     keep = key_mask[:, None, None, :]
     masked = torch.where(keep, scores, torch.finfo(scores.dtype).min)
     probs = attn.dropout(torch.softmax(masked, dim=-1))
