@@ -106,6 +106,36 @@ def _wrapper(model: XMixupModel, inputs: Sequence[str], outputs: Sequence[str]) 
     return PredictGraph().eval()
 
 
+def full_source_module(model: XMixupModel) -> torch.nn.Module:
+    """A measurement-only variant of a tag/QA graph that runs the source stream to the top
+    (what a naive export of both streams would compute), to quantify what stopping the
+    source at the mixup layer saves. Outputs: the task outputs + the source's last state."""
+    import torch
+
+    class FullSource(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(
+            self,
+            t_ids: torch.Tensor,
+            t_mask: torch.Tensor,
+            s_ids: torch.Tensor,
+            s_mask: torch.Tensor,
+        ) -> tuple[torch.Tensor, ...]:
+            # XMixupModel._mixed_streams with source_full=True: the training-time path.
+            t_last, s_last, lam, _, _ = self.model._mixed_streams(
+                t_ids, t_mask.bool(), s_ids, s_mask.bool(), True, False
+            )
+            logits = self.model.head(t_last, t_mask.bool())
+            if model.config.task == "qa":
+                return logits[..., 0], logits[..., 1], lam, s_last
+            return logits, lam, s_last
+
+    return FullSource().eval()
+
+
 def _example_inputs(inputs: Sequence[str], vocab_size: int, pad_id: int) -> tuple[Any, ...]:
     """Trace example: batch 2, target 7 vs source 11 tokens, row 1 padded on both streams.
 
@@ -156,6 +186,8 @@ def export_onnx(
                     for name in outputs:
                         if name == "probabilities" or name == "mixup_ratio":
                             dynamic_axes[name] = {0: "batch"}
+                        elif name.startswith("source"):
+                            dynamic_axes[name] = {0: "batch", 1: "source_length"}
                         else:
                             dynamic_axes[name] = {0: "batch", 1: "target_length"}
                     torch.onnx.export(
@@ -267,25 +299,52 @@ def ort_runner(path: Path, outputs: Sequence[str], *, threads: int | None = None
 
 
 def real_cases(
-    verify_data: Path, model: XMixupModel, tokenizer_path: Path, inputs: Sequence[str]
+    verify_data: Path,
+    model: XMixupModel,
+    checkpoint: Path,
+    inputs: Sequence[str],
+    *,
+    limit: int = 256,
+    batch_size: int = 8,
 ) -> list[tuple[str, Feeds]]:
-    """Featurise real JSONL items exactly as training/evaluation do (training.features)."""
-    try:
-        from training import features  # noqa: F401  (a teammate's module; may not exist yet)
-    except ModuleNotFoundError:
-        logger.warning(
-            "--verify-data %s: training.features is not in this build; real-input check skipped",
-            verify_data,
-        )
-        return []
-    from model_export._verify_data import featurize_file
+    """Real JSONL items featurised exactly as training/evaluation do (training.features),
+    padded per batch like the evaluator, at most `limit` items (export time stays bounded)."""
+    from transformers import AutoTokenizer
 
-    return featurize_file(verify_data, model, tokenizer_path, inputs)
+    from training.data.schema import read_jsonl
+    from training.features import Collator, Featurizer
+
+    config = model.config
+    labels = list(config.labels) if config.task in ("classify", "tag") else None
+    records, _ = read_jsonl(verify_data, config.task, labels=labels)
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
+    featurizer = Featurizer(
+        task=config.task,
+        tokenizer=tokenizer,
+        labels=list(config.labels),
+        max_length=int(config.max_length or 128),
+        doc_stride=config.doc_stride,
+        max_query_length=config.max_query_length,
+        use_bt=False,
+    )
+    feats = featurizer(records[:limit])
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 1
+    collate = Collator(config.task, int(pad_id))
+    cases: list[tuple[str, Feeds]] = []
+    for start in range(0, len(feats), batch_size):
+        batch = collate(feats[start : start + batch_size])
+        feeds = {name: batch[name].numpy().astype(np.int64) for name in inputs}
+        cases.append((f"{verify_data.name}[{start}:{start + batch_size}]", feeds))
+    logger.info(
+        "--verify-data: %d features from %s in %d batches", len(feats), verify_data, len(cases)
+    )
+    return cases
 
 
 # ----------------------------------------------------------------------------- bundle
 @dataclass
 class ExportResult:
+    path: Path
     manifest: bundle_mod.Manifest
     log: dict[str, Any] = field(default_factory=dict)
 
@@ -402,7 +461,7 @@ def export_bundle_result(
         )
         real: list[tuple[str, Feeds]] = []
         if verify_data is not None:
-            real = real_cases(Path(verify_data), model, checkpoint / "tokenizer.json", inputs)
+            real = real_cases(Path(verify_data), model, checkpoint, inputs)
             log["verify_data"] = {"path": str(verify_data), "batches": len(real)}
         all_cases = cases + real
         reference = torch_runner(model, inputs, outputs)
@@ -528,7 +587,7 @@ def export_bundle_result(
         shutil.move(str(stage), str(out))
     manifest = bundle_mod.read_manifest(out)
     logger.info("bundle %s written in %.1fs", out, time.perf_counter() - t_start)
-    return ExportResult(manifest=manifest, log=log)
+    return ExportResult(path=out, manifest=manifest, log=log)
 
 
 def _lossy_parity(parity: Any, path: Path) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 # Node-name patterns (legacy exporter names nodes by module path, e.g. "/head/dense/MatMul").
-DEFAULT_EXCLUDE_PATTERNS = (r"gate", r"(^|/)head(/|$)", r"classifier", r"qa_outputs")
+DEFAULT_EXCLUDE_PATTERNS = (r"gate", r"(^|/)head(_\d+)?/", r"classifier", r"qa_outputs")
 
 
 @dataclass
@@ -63,11 +63,17 @@ class QuantizeReport:
 def sensitive_nodes(model: Any, patterns: Sequence[str], op_types: Sequence[str]) -> list[str]:
     """Names of quantisable nodes (`op_types`) whose name matches one of `patterns`."""
     compiled = [re.compile(p) for p in patterns]
-    return [
-        node.name
-        for node in model.graph.node
-        if node.op_type in op_types and any(c.search(node.name) for c in compiled)
-    ]
+    names: list[str] = []
+    for node in model.graph.node:
+        if not any(c.search(node.name) for c in compiled):
+            continue
+        if node.op_type in op_types:
+            names.append(node.name)
+        elif node.op_type == "Gemm" and "MatMul" in op_types:
+            # The quantizer rewrites Gemm (the 2-D classification head) as "<name>_MatMul"
+            # + Add before matching nodes_to_exclude, so both names are listed.
+            names += [node.name, f"{node.name}_MatMul"]
+    return names
 
 
 def quantize_int8(
