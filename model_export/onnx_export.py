@@ -128,6 +128,7 @@ def full_source_module(model: XMixupModel) -> torch.nn.Module:
             t_last, s_last, lam, _, _ = self.model._mixed_streams(
                 t_ids, t_mask.bool(), s_ids, s_mask.bool(), True, False
             )
+            assert s_last is not None
             logits = self.model.head(t_last, t_mask.bool())
             if model.config.task == "qa":
                 return logits[..., 0], logits[..., 1], lam, s_last
