@@ -224,7 +224,7 @@ async def _warm_up(registry: Registry, settings: Settings) -> None:
         logger.info("model %s warmed up in %.0f ms", rt.name, (time.perf_counter() - start) * 1000)
 
 
-async def _watchdog(app: FastAPI, interval_s: float = 1.0) -> None:
+async def _watchdog(app: FastAPI, interval_s: float) -> None:
     """Keep the ready gauge current; re-probe a model whose batches keep failing."""
     registry: Registry = app.state.registry
     metrics: Metrics = app.state.metrics
@@ -261,7 +261,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt.batcher.start()
     if settings.warmup:
         await _warm_up(registry, settings)
-    watchdog = asyncio.get_running_loop().create_task(_watchdog(app), name="watchdog")
+    watchdog = asyncio.get_running_loop().create_task(
+        _watchdog(app, settings.watchdog_interval_s), name="watchdog"
+    )
     state.ready = True
     logger.info(
         "ready: %d model(s) %s on %s in %.1fs; defaults %s",

@@ -102,10 +102,18 @@ def problem_response(
 
 def _loc(parts: tuple[Any, ...] | list[Any]) -> str:
     # FastAPI prefixes body fields with "body"; drop it so clients see their own field path.
-    items = [str(p) for p in parts]
+    # Unions add the branch's type ("str", "list[...]", "function-after[...]"): not a field.
+    items = [
+        str(p)
+        for p in parts
+        if isinstance(p, int) or not ("[" in str(p) or "-" in str(p) or str(p) in _TYPE_TAGS)
+    ]
     if len(items) > 1 and items[0] == "body":
         items = items[1:]
     return ".".join(items) or "body"
+
+
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     watchdog_timeout_s: float = Field(
         default=60.0, gt=0, description="A batch running longer than this marks the model unready."
     )
+    watchdog_interval_s: float = Field(
+        default=1.0, gt=0, description="How often the watchdog checks (and re-probes) workers."
+    )
     max_consecutive_failures: int = Field(
         default=3, ge=1, description="Failed batches in a row before the model is marked unready."
     )
