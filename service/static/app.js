@@ -539,13 +539,20 @@
     try {
       key.value = sessionStorage.getItem(KEY_STORE) || "";
     } catch (e) { /* storage disabled */ }
-    key.addEventListener("change", () => {
+    let lastKey = key.value;
+    const keyChanged = (e) => {
+      if (e) e.preventDefault();
+      if (key.value === lastKey) return;
+      lastKey = key.value;
       try {
         sessionStorage.setItem(KEY_STORE, key.value.trim());
-      } catch (e) { /* storage disabled */ }
+      } catch (err) { /* storage disabled */ }
+      needKey(false);
       loadModels();
       checkReady();
-    });
+    };
+    key.addEventListener("change", keyChanged);
+    $("apikey-box").addEventListener("submit", keyChanged);
     const initial = (location.hash || "").replace("#", "");
     setTask(["classify", "tag", "qa"].includes(initial) ? initial : "classify");
     checkReady();
