@@ -134,8 +134,10 @@ def cka_report(
         use_bt=False,
     )(records)
     # QA: one feature per item (its first window), so rows stay parallel items.
-    seen: set[int] = set()
-    feats = [f for f in feats if not (f["example_index"] in seen or seen.add(f["example_index"]))]
+    first: dict[int, dict[str, Any]] = {}
+    for f in feats:
+        first.setdefault(f["example_index"], f)
+    feats = list(first.values())
     collate = Collator(task, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 1)
     views = {"plain": False}
     if c.method == "xmixup":

@@ -271,20 +271,22 @@ _TOKEN_OUTPUTS = ("logits", "start_logits", "end_logits")
 def _score(info: ModelInfo, recs: list[dict], feats: list[dict], out: dict[str, list]) -> dict:
     langs = [r["lang"] for r in recs]
     if info.task == "classify":
-        golds = [info.labels.index(r["label"]) for r in recs]
+        gold_ids = [info.labels.index(r["label"]) for r in recs]
         by_example = [int(np.argmax(p)) for p in out["probabilities"]]
-        res = M.accuracy_by_lang(langs, by_example, golds)
+        res = M.accuracy_by_lang(langs, by_example, gold_ids)
         if "target_probabilities" in out:
             res["streams"] = {
                 name: M.accuracy_by_lang(
-                    langs, [int(np.argmax(p)) for p in out[f"{name}_probabilities"]], golds
+                    langs, [int(np.argmax(p)) for p in out[f"{name}_probabilities"]], gold_ids
                 )
                 for name in ("target", "source")
             }
         return res
     if info.task == "tag":
         # Tagging has one feature per example (no windows): feature i is example i.
-        preds, golds, truncated = [], [], 0
+        preds: list[list[str]] = []
+        golds: list[list[str]] = []
+        truncated = 0
         for fi, f in enumerate(feats):
             r = recs[f["example_index"]]
             arg = np.argmax(out["logits"][fi], axis=-1)

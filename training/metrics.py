@@ -146,6 +146,11 @@ def best_spans(
                 if offsets[e] is None or e < s or e - s + 1 > max_answer_length:
                     continue
                 c0, c1 = offsets[s][0], offsets[e][1]  # type: ignore[index]
+                # Metaspace offsets include the space before a word: trim it off the span.
+                while c0 < c1 and context[c0].isspace():
+                    c0 += 1
+                while c1 > c0 and context[c1 - 1].isspace():
+                    c1 -= 1
                 candidates.append(
                     Span(context[c0:c1], c0, c1, float(start_logits[s] + end_logits[e]))
                 )
@@ -190,7 +195,7 @@ def word_accuracy_by_lang(
     langs: Sequence[str], preds: Sequence[Sequence[str]], golds: Sequence[Sequence[str]]
 ) -> dict:
     """Tagging accuracy (POS) per language over words (micro within a language)."""
-    pairs = []
+    pairs: list[tuple[str, float]] = []
     for lang, p, g in zip(langs, preds, golds, strict=True):
         if len(p) != len(g):
             raise ValueError(f"prediction has {len(p)} tags for {len(g)} gold tags")

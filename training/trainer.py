@@ -147,7 +147,7 @@ class XMixupTrainer(Trainer):
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
         """AdamW with weight decay on weights, none on biases/LayerNorm/gate; gate at gate_lr."""
         if self.optimizer is None:
-            opt_model = self.model if model is None else model
+            opt_model: Any = self.model if model is None else model
             gate_ids = {id(p) for p in self.xm.gate_parameters()}
             decay = set(self.get_decay_parameter_names(opt_model))
             named = [(n, p) for n, p in opt_model.named_parameters() if p.requires_grad]
@@ -554,10 +554,11 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         max_length=opts.max_length,
         backbone=str(backbone),
     )
-    if task == "qa" and config.max_query_length + 8 > int(config.max_length):
+    max_len = int(config.max_length or 0)  # resolved by XMixupConfig (128, QA 384)
+    if task == "qa" and config.max_query_length + 8 > max_len:
         # A short --max-length (CPU budgets) would leave no context room after a 64-token
         # question: cap the question at half the window instead of refusing.
-        config.max_query_length = max(4, int(config.max_length) // 2)
+        config.max_query_length = max(4, max_len // 2)
     torch.manual_seed(opts.seed)
     model = XMixupModel.from_backbone(backbone, config)
     if opts.freeze_embeddings:
@@ -589,7 +590,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         task=task,
         tokenizer=tokenizer,
         labels=labels,
-        max_length=int(config.max_length),
+        max_length=max_len,
         doc_stride=config.doc_stride,
         max_query_length=config.max_query_length,
         noise=noise,

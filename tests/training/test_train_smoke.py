@@ -1,0 +1,181 @@
+"""Train every task for a few steps on a tiny random model, then evaluate it (CLI and API)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from tests.training._train_data import ROWS, write_jsonl  # noqa: E402
+from training.trainer import TrainOptions, checkpoint_dirs, train  # noqa: E402
+from xmixup.cli import main  # noqa: E402
+from xmixup.errors import UserError  # noqa: E402
+
+
+def _opts(task: str, backbone: Path, tmp: Path, **kw) -> TrainOptions:
+    tmp.mkdir(parents=True, exist_ok=True)
+    data = write_jsonl(tmp / f"{task}.jsonl", ROWS[task]())
+    base: dict[str, Any] = {
+        "task": task,
+        "method": "xmixup",
+        "train": str(data),
+        "eval": str(data),
+        "out": str(tmp / "out"),
+        "backbone": str(backbone),
+        "max_steps": 4,
+        "batch_size": 4,
+        "max_length": 48,
+        "eval_steps": 2,
+        "num_threads": 1,
+        "disable_tqdm": True,
+        "eval_batch_size": 8,
+    }
+    base.update(kw)
+    return TrainOptions(**base)
+
+
+def _state(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+@pytest.mark.parametrize("task", ["classify", "tag", "qa"])
+def test_train_and_evaluate_each_task(task: str, tiny_backbone: Path, tmp_path: Path) -> None:
+    opts = _opts(task, tiny_backbone, tmp_path, source_noise=0.5, gate_lr=0.05)
+    metrics = train(opts)
+    out = Path(opts.out)
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "training_args.json",
+        "metrics.json",
+    ):
+        assert (out / name).is_file(), name
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["summary"] == metrics["summary"]
+    ev = written["eval"]
+    assert set(ev["per_lang"]) == {r["lang"] for r in ROWS[task]()}
+    assert all(0.0 <= v <= 100.0 for v in ev["per_lang"].values())
+    assert ev["metric"] == {"classify": "accuracy", "tag": "f1", "qa": "f1"}[task]
+    assert 0.0 < ev["lambda"]["min"] <= ev["lambda"]["mean"] <= ev["lambda"]["max"] <= 0.5
+    tr = written["train"]
+    assert tr["steps"] == 4 and tr["step_time"]["median_s"] > 0
+    assert tr["lambda_trajectory"] and all(
+        0 < t["lambda_mean"] <= 0.5 for t in tr["lambda_trajectory"]
+    )
+    assert "noisy source" in tr["sampling"]
+    args = json.loads((out / "training_args.json").read_text())
+    assert args["resolved"]["alpha"] == {"classify": 0.4, "tag": 0.8, "qa": 0.2}[task]
+    assert args["resolved"]["sampling_k"] == (2000 if task == "qa" else 1000)
+    # λ's gate has its own learning rate: at 0.05 it moves far more than 4 steps at 5e-5 could
+    from training.mixup import EntropyGate
+
+    init = EntropyGate(0.5, "normalized").weight.item()
+    assert abs(_state(out)["gate.weight"].item() - init) > 1e-2
+
+    # `xmixup evaluate` on the checkpoint reproduces the training run's final evaluation
+    res_path = tmp_path / "eval.json"
+    assert (
+        main(["evaluate", "--model", str(out), "--data", opts.train, "--out", str(res_path)]) == 0
+    )
+    res = json.loads(res_path.read_text())
+    assert res["avg"] == pytest.approx(ev["avg"])
+    assert res["lambda"]["mean"] == pytest.approx(ev["lambda"]["mean"], rel=1e-5)
+    assert res["source_used"] is True and res["runtime"] == "torch"
+    no_src = tmp_path / "nosrc.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(out),
+                "--data",
+                opts.train,
+                "--no-source",
+                "--out",
+                str(no_src),
+            ]
+        )
+        == 0
+    )
+    assert json.loads(no_src.read_text())["source_used"] is False
+    if task == "classify":
+        assert set(res["streams"]) == {"target", "source"}
+
+
+def test_gate_at_encoder_lr_barely_moves(tiny_backbone: Path, tmp_path: Path) -> None:
+    opts = _opts("classify", tiny_backbone, tmp_path, gate_lr=5e-5, eval=None)
+    train(opts)
+    from training.mixup import EntropyGate
+
+    init = EntropyGate(0.5, "normalized").weight.item()
+    assert abs(_state(Path(opts.out))["gate.weight"].item() - init) < 1e-3
+
+
+@pytest.mark.parametrize("method", ["translate-train", "translate-test", "zero-shot"])
+def test_baselines(method: str, tiny_backbone: Path, tmp_path: Path) -> None:
+    metrics = train(_opts("classify", tiny_backbone, tmp_path, method=method, max_steps=2))
+    assert metrics["eval"]["lambda"]["max"] == 0.0  # nothing is mixed
+    assert 0.0 <= metrics["eval"]["avg"] <= 100.0
+    assert metrics["train"]["sampling"] == "no source stream"
+
+
+def test_resume_and_checkpoint_averaging(tiny_backbone: Path, tmp_path: Path) -> None:
+    opts = _opts("classify", tiny_backbone, tmp_path, eval=None, save_steps=2)
+    train(opts)
+    assert [p.name for p in checkpoint_dirs(Path(opts.out) / "checkpoints")][-1] == "checkpoint-4"
+    with pytest.raises(UserError, match="--resume"):
+        train(opts)
+    opts.resume, opts.max_steps, opts.average_checkpoints = True, 6, 2
+    metrics = train(opts)
+    assert metrics["train"]["steps"] == 6
+    assert metrics["selection"]["averaged_checkpoints"] == ["checkpoint-4", "checkpoint-6"]
+    root = Path(opts.out) / "checkpoints"
+    a, b, final = (
+        _state(root / "checkpoint-4"),
+        _state(root / "checkpoint-6"),
+        _state(Path(opts.out)),
+    )
+    key = "head.out_proj.weight"
+    assert not torch.equal(a[key], b[key])
+    assert torch.allclose(final[key], (a[key] + b[key]) / 2, atol=1e-6)
+
+
+def test_tagging_pseudo_labels_from_teacher(tiny_backbone: Path, tmp_path: Path) -> None:
+    teacher = train(
+        _opts("tag", tiny_backbone, tmp_path / "t", method="zero-shot", eval=None, max_steps=2)
+    )
+    assert teacher["task"] == "tag"
+    teacher_dir = str(tmp_path / "t" / "out")
+    from training.trainer import pseudo_label_with_teacher
+
+    rows = ROWS["tag"]()
+    labelled = pseudo_label_with_teacher(rows, teacher_dir, ["B-LOC", "B-PER", "I-PER", "O"])
+    for r in labelled:
+        assert len(r["target_tag_probs"]) == len(r["target_tokens"])
+        assert all(math.isclose(sum(p), 1.0, abs_tol=1e-5) for p in r["target_tag_probs"])
+    assert (
+        labelled[0]["target_tag_probs"]
+        != labelled[1]["target_tag_probs"][: len(labelled[0]["target_tokens"])]
+    )
+    opts = _opts(
+        "tag",
+        tiny_backbone,
+        tmp_path / "s",
+        target_labels="pseudo",
+        teacher=teacher_dir,
+        max_steps=2,
+    )
+    metrics = train(opts)
+    assert metrics["train"]["target_labels"] == "pseudo"
+    # without a teacher or probabilities the pseudo path is refused with a hint
+    with pytest.raises(UserError, match="teacher"):
+        train(_opts("tag", tiny_backbone, tmp_path / "u", target_labels="pseudo", max_steps=2))
