@@ -367,19 +367,21 @@ def pseudo_label_with_teacher(
             "train the teacher on the same tag set",
         )
     info = teacher.info
-    recs = [
-        dict(
-            r,
-            source_tokens=r["target_tokens"],
-            source_tags=r.get("target_tags") or r["source_tags"][:1] * len(r["target_tokens"]),
+    # The teacher tags the target words alone (fed as their own source). Tags are not needed
+    # to tag: every word gets a placeholder label the featuriser accepts.
+    recs = []
+    for r in records:
+        placeholder = [labels[0]] * len(r["target_tokens"])
+        recs.append(
+            dict(
+                r,
+                source_tokens=r["target_tokens"],
+                source_tags=placeholder,
+                target_tags=placeholder,
+                source_bt_tokens=None,
+            )
         )
-        for r in records
-    ]
     feat = Featurizer("tag", teacher.tokenizer, labels=[*labels], max_length=info.max_length)
-    # Tags are not needed to tag: give every word a placeholder label the featuriser accepts.
-    for r in recs:
-        r["target_tags"] = [labels[0]] * len(r["target_tokens"])
-        r["source_tags"] = r["target_tags"]
     feats = feat(recs)
     collate = Collator("tag", teacher.pad_id)
     out = []
@@ -610,9 +612,6 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     )
 
     eval_view_recs = eval_view(eval_recs, task, opts.select_on) if eval_recs else None
-    if eval_view_recs is not None and method == "translate-test" and opts.select_on == "target":
-        # a translate-test model reads the English source at inference; score it that way.
-        eval_view_recs = eval_recs
 
     # ---- schedule
     per_step = opts.batch_size * world

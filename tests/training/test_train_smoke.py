@@ -179,3 +179,24 @@ def test_tagging_pseudo_labels_from_teacher(tiny_backbone: Path, tmp_path: Path)
     # without a teacher or probabilities the pseudo path is refused with a hint
     with pytest.raises(UserError, match="teacher"):
         train(_opts("tag", tiny_backbone, tmp_path / "u", target_labels="pseudo", max_steps=2))
+
+
+def test_evaluate_bundle_matches_checkpoint(tiny_backbone: Path, tmp_path: Path) -> None:
+    """A bundle (onnxruntime) and its checkpoint (PyTorch) score the same through one code path."""
+    pytest.importorskip("onnxruntime")
+    export = pytest.importorskip("model_export.onnx_export")
+    del export
+    opts = _opts("qa", tiny_backbone, tmp_path, eval=None, max_steps=2)
+    train(opts)
+    bundle = tmp_path / "bundle"
+    assert main(["export", "--checkpoint", opts.out, "--out", str(bundle)]) == 0
+    results = []
+    for model in (opts.out, str(bundle)):
+        path = tmp_path / f"{Path(model).name}.json"
+        assert main(["evaluate", "--model", model, "--data", opts.train, "--out", str(path)]) == 0
+        results.append(json.loads(path.read_text()))
+    torch_res, onnx_res = results
+    assert (torch_res["runtime"], onnx_res["runtime"]) == ("torch", "onnxruntime")
+    assert onnx_res["per_lang"] == pytest.approx(torch_res["per_lang"])
+    assert onnx_res["em"]["per_lang"] == pytest.approx(torch_res["em"]["per_lang"])
+    assert onnx_res["lambda"]["mean"] == pytest.approx(torch_res["lambda"]["mean"], abs=1e-5)
