@@ -351,9 +351,10 @@ def metric_series() -> set[str]:
     """Every series name the service exports (histograms' _bucket/_sum/_count included)."""
     from service.metrics import Metrics
 
+    suffixes = {"counter": ("_total",), "histogram": ("", "_bucket", "_sum", "_count")}
     names = set()
-    for family in Metrics().registry.collect():
-        names |= {sample.name for sample in family.samples} | {family.name}
+    for family in Metrics().registry.collect():  # labelled families have no samples yet
+        names |= {family.name + suffix for suffix in suffixes.get(family.type, ("",))}
     return names
 
 
