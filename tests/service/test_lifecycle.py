@@ -89,8 +89,11 @@ def test_uvicorn_factory(models_dir: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "XMIXUP_MODELS_DIR": str(models_dir)}
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app"]
     proc = subprocess.Popen(
-        [*cmd, "--port", str(port)], env=env, cwd=REPO,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [*cmd, "--port", str(port)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         url = f"http://127.0.0.1:{port}"
