@@ -1,0 +1,250 @@
+"""Export benchmark: onnxruntime fp32 vs PyTorch eager, int8 vs fp32, int8 metric change.
+
+    .venv/bin/python bench/export.py --quick                   # fresh classifier on the default backbone
+    .venv/bin/python bench/export.py --checkpoint CKPT --eval-data eval.jsonl
+
+Everything is measured side by side in one run on the same inputs and thread count:
+PyTorch eager (`XMixupModel.predict`, inference_mode), the exported fp32 bundle and int8
+bundle(s) through the service's loader (`Bundle.create_session`). Sequence lengths 64/128/256
+(target and source of the same length), batch 8. Without a checkpoint a freshly initialised
+classification XMixupModel on `resolve_backbone(None)` is used (throughput does not depend on
+training); its int8 "metric delta" is then the bound given by argmax disagreement.
+
+Writes results/export.json: `ort_vs_torch`, `int8_vs_fp32`, `int8_metric_delta` (floats,
+geometric means over lengths for the ratios) plus every raw figure. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def say(message: str) -> None:
+    print(f"[bench/export {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default=None, help="xmixup checkpoint (default: fresh)")
+    parser.add_argument("--eval-data", default=None, help="JSONL eval file for the int8 metric")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and variants")
+    parser.add_argument("--lengths", default="64,128,256", help="sequence lengths")
+    parser.add_argument("--batch", type=int, default=8, help="batch size")
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads (both runtimes)")
+    parser.add_argument("--out", default=str(REPO / "results" / "export.json"))
+    parser.add_argument("--work-dir", default=None, help="keep bundles here (default: temp)")
+    return parser.parse_args(argv)
+
+
+def fresh_checkpoint(work: Path) -> Path:
+    """A classification XMixupModel on the default backbone, saved as a checkpoint."""
+    import torch
+
+    from training.backbone import resolve_backbone
+    from training.config import XMixupConfig
+    from training.modeling import XMixupModel
+
+    backbone = resolve_backbone(None, log=say)
+    torch.manual_seed(0)
+    config = XMixupConfig(task="classify", labels=["entailment", "neutral", "contradiction"])
+    model = XMixupModel.from_backbone(backbone, config).eval()
+    return model.save_pretrained(work / "checkpoint")
+
+
+def make_inputs(vocab: int, batch: int, length: int, seed: int) -> dict[str, np.ndarray]:
+    """Random real tokens, every row full length (throughput, not padding, is measured)."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for stream in ("target", "source"):
+        ids = rng.integers(5, min(vocab, 250000), size=(batch, length), dtype=np.int64)
+        ids[:, 0], ids[:, -1] = 0, 2
+        feeds[f"{stream}_input_ids"] = ids
+        feeds[f"{stream}_attention_mask"] = np.ones((batch, length), dtype=np.int64)
+    return feeds
+
+
+def timeit(fn: Any, reps: int, warmup: int = 1) -> float:
+    """Median seconds per call."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("model_export").setLevel(logging.INFO)
+    import torch
+
+    from model_export.bundle import load_bundle
+    from model_export.onnx_export import export_bundle_result
+    from model_export.quantize import QuantizeOptions
+    from training.modeling import XMixupModel
+
+    torch.set_num_threads(args.threads)
+    lengths = [int(x) for x in args.lengths.split(",")]
+    reps = 3 if args.quick else 10
+    tmp_ctx = tempfile.TemporaryDirectory(prefix="xmixup-bench-") if not args.work_dir else None
+    work = Path(args.work_dir or tmp_ctx.name)  # type: ignore[union-attr]
+    work.mkdir(parents=True, exist_ok=True)
+
+    checkpoint = Path(args.checkpoint) if args.checkpoint else fresh_checkpoint(work)
+    say(f"checkpoint {checkpoint}")
+    model = XMixupModel.from_pretrained(checkpoint).eval()
+    vocab = int(model.encoder.config.vocab_size)
+
+    # --- exports (fp32, then int8 variants from the same checkpoint)
+    t0 = time.perf_counter()
+    fp32 = export_bundle_result(checkpoint, work / "fp32", force=True, verify_data=args.eval_data)
+    say(f"fp32 export {time.perf_counter() - t0:.0f}s; fusions {fp32.log['optimize']}")
+    variants: dict[str, QuantizeOptions] = {"default": QuantizeOptions()}
+    if not args.quick:
+        variants.update(
+            per_channel=QuantizeOptions(per_channel=True),
+            uint8_weights=QuantizeOptions(weight_type="QUInt8"),
+            reduce_range=QuantizeOptions(reduce_range=True),
+            no_exclusions=QuantizeOptions(exclude_patterns=()),
+        )
+    int8: dict[str, Any] = {}
+    for name, options in variants.items():
+        t0 = time.perf_counter()
+        int8[name] = export_bundle_result(
+            checkpoint,
+            work / f"int8-{name}",
+            precision="int8",
+            force=True,
+            quantize_options=options,
+            verify_data=args.eval_data,
+        )
+        say(f"int8 [{name}] export {time.perf_counter() - t0:.0f}s: {options.as_dict()}")
+
+    # --- throughput, side by side on the same inputs
+    sessions = {"ort_fp32": load_bundle(fp32.path).create_session("cpu", args.threads).session}
+    for name, result in int8.items():
+        sessions[f"ort_int8_{name}"] = (
+            load_bundle(result.path).create_session("cpu", args.threads).session
+        )
+    order = (
+        "target_input_ids",
+        "target_attention_mask",
+        "source_input_ids",
+        "source_attention_mask",
+    )
+    raw: dict[str, dict[str, float]] = {}
+    for length in lengths:
+        feeds = make_inputs(vocab, args.batch, length, seed=length)
+        tensors = [torch.from_numpy(feeds[k]) for k in order]
+        row: dict[str, float] = {}
+
+        def run_torch(tensors: list[Any] = tensors) -> None:
+            with torch.inference_mode():
+                model.predict(*tensors)
+
+        row["torch_eager"] = args.batch / timeit(run_torch, reps)
+        for name, session in sessions.items():
+            inputs = {i.name: feeds[i.name] for i in session.get_inputs()}
+            row[name] = args.batch / timeit(lambda s=session, f=inputs: s.run(None, f), reps)
+        raw[str(length)] = {k: round(v, 2) for k, v in row.items()}
+        say(f"L={length} items/s: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()))
+
+    ort_vs_torch = geomean([r["ort_fp32"] / r["torch_eager"] for r in raw.values()])
+    int8_ratios = {
+        name: geomean([r[f"ort_int8_{name}"] / r["ort_fp32"] for r in raw.values()])
+        for name in int8
+    }
+    best = max(int8_ratios, key=lambda n: int8_ratios[n])
+
+    # --- int8 quality: metric on the eval file, else argmax disagreement bound
+    agreement = {
+        name: r.manifest.parity["int8"]["outputs"]["probabilities"]["agreement"]
+        for name, r in int8.items()
+    }
+    metric: dict[str, Any] = {}
+    if args.eval_data:
+        from training.data.schema import read_jsonl
+        from training.evaluate import OnnxPredictor, evaluate_records
+
+        task = fp32.manifest.task
+        labels = fp32.manifest.labels if task != "qa" else None
+        records, _ = read_jsonl(args.eval_data, task, labels=labels)
+        scores = {}
+        for name, path in [("fp32", fp32.path)] + [(n, r.path) for n, r in int8.items()]:
+            result = evaluate_records(OnnxPredictor(path, args.threads), records)
+            scores[name] = result
+            say(f"eval [{name}]: {result['metric']} avg {result['avg']:.2f}")
+        metric = {"scores": scores}
+        # evaluate_records reports {"metric", "avg" (points, mean over languages), ...}
+        delta = float(scores["fp32"]["avg"]) - float(scores[best]["avg"])
+        metric_kind = f"fp32 - int8[{best}] {scores['fp32']['metric']} (points) on {args.eval_data}"
+    else:
+        delta = 100 * (1 - agreement[best])
+        metric_kind = "bound: 100 x argmax disagreement int8 vs PyTorch (no --eval-data)"
+
+    results = {
+        "ort_vs_torch": round(ort_vs_torch, 3),
+        "int8_vs_fp32": round(int8_ratios[best], 3),
+        "int8_metric_delta": round(delta, 3),
+        "int8_metric_delta_kind": metric_kind,
+        "int8_variant": best,
+        "int8_vs_fp32_by_variant": {k: round(v, 3) for k, v in int8_ratios.items()},
+        "int8_argmax_agreement": agreement,
+        "int8_options": {n: r.log["quantize"]["options"] for n, r in int8.items()},
+        "int8_parity": {n: r.manifest.parity["int8"] for n, r in int8.items()},
+        "fp32_parity_max_abs": fp32.manifest.parity["fp32"]["max_abs"],
+        "fusions": fp32.log.get("optimize"),
+        "throughput_items_per_s": raw,
+        "metric": metric,
+        "setup": {
+            "checkpoint": str(args.checkpoint or "fresh classifier on the default backbone"),
+            "batch": args.batch,
+            "lengths": lengths,
+            "threads": args.threads,
+            "reps": reps,
+            "quick": args.quick,
+            "cpu": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            # the machine is shared: a high load average means noisy absolute numbers
+            "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
+            "torch": torch.__version__,
+            "onnxruntime": __import__("onnxruntime").__version__,
+        },
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"ort_vs_torch {results['ort_vs_torch']:.3f}")
+    print(f"int8_vs_fp32 {results['int8_vs_fp32']:.3f}")
+    print(f"int8_metric_delta {results['int8_metric_delta']:.3f}")
+    say(f"wrote {out}")
+    if tmp_ctx is not None:
+        tmp_ctx.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
