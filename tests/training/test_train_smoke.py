@@ -122,7 +122,12 @@ def test_gate_at_encoder_lr_barely_moves(tiny_backbone: Path, tmp_path: Path) ->
 
 @pytest.mark.parametrize("method", ["translate-train", "translate-test", "zero-shot"])
 def test_baselines(method: str, tiny_backbone: Path, tmp_path: Path) -> None:
-    metrics = train(_opts("classify", tiny_backbone, tmp_path, method=method, max_steps=2))
+    # model selection on the English side of dev only (true zero-shot)
+    opts = _opts(
+        "classify", tiny_backbone, tmp_path, method=method, max_steps=2, select_on="source"
+    )
+    metrics = train(opts)
+    assert metrics["selection"]["select_on"] == "source" and metrics["selection"]["history"]
     assert metrics["eval"]["lambda"]["max"] == 0.0  # nothing is mixed
     assert 0.0 <= metrics["eval"]["avg"] <= 100.0
     assert metrics["train"]["sampling"] == "no source stream"
