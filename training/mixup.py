@@ -62,11 +62,12 @@ def attention(
     v = _split_heads(attn.value(keys_values), num_heads)
     # Head size from the module (a Python int), not from q.shape: a traced shape would be
     # turned into a constant with a TracerWarning.
-    scale = 1.0 / math.sqrt(attn.query.out_features // num_heads)
-    scores = torch.matmul(q, k.transpose(-1, -2)) * scale
-    keep = key_mask[:, None, None, :]
-    masked = torch.where(keep, scores, torch.finfo(scores.dtype).min)
-    probs = attn.dropout(torch.softmax(masked, dim=-1))
+    scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(attn.query.out_features // num_heads)
+    # Additive mask bias (HF BERT's pattern: MatMul -> Div -> Add -> Softmax) rather than
+    # torch.where: onnxruntime only fuses this shape into its Attention kernel (fp32 and int8).
+    # finfo.min is finite, so padded keys get exactly zero weight and no NaN can appear.
+    bias = (1.0 - key_mask[:, None, None, :].to(scores.dtype)) * torch.finfo(scores.dtype).min
+    probs = attn.dropout(torch.softmax(scores + bias, dim=-1))
     return _merge_heads(torch.matmul(probs, v)), scores
 
 
