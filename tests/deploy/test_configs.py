@@ -5,6 +5,7 @@ cross-checks it against the service's own settings so the pieces cannot drift ap
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -373,3 +374,24 @@ def test_metric_names_used_by_hpa_and_docs_exist(
     used |= set(re.findall(r"\b(xmixup_[a-z_]+)\b", docs))
     assert used, "no metric referenced"
     assert not used - known, f"unknown metric names: {sorted(used - known)}"
+
+
+def _has_compose() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _has_compose(), reason="the docker CLI here has no compose plugin")
+def test_docker_compose_config(tmp_path: Path) -> None:
+    env = {**os.environ, "XMIXUP_BUNDLES_DIR": str(tmp_path)}
+    for profile in ([], ["--profile", "gpu"]):
+        out = subprocess.run(
+            ["docker", "compose", "-f", str(DOCKER / "compose.yaml"), *profile, "config", "-q"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
