@@ -1,0 +1,351 @@
+"""Serving benchmark: bare onnxruntime vs the service (dynamic batching) vs batching off.
+
+    .venv/bin/python bench/serve.py --quick            # < 1 minute once the bundle is cached
+    .venv/bin/python bench/serve.py --bundle DIR       # any classification bundle
+
+Measured in one run, on loopback, on the same inputs (sentence + English translation, 1 item
+per request) and the same onnxruntime thread count:
+  (a) bare onnxruntime: the service's own featurisation and padding, batches of
+      --max-batch-size formed by the batcher's policy (length-sorted windows), back to back;
+  (b) the service (`xmixup serve`, dynamic batching) at 1, 8, 32, 128 concurrent clients;
+  (c) the service with batching off (XMIXUP_MAX_BATCH_SIZE=1) at the same concurrencies.
+Clients are closed-loop (each sends its next request when the last is answered).
+
+Writes results/serve.json with `service_vs_ort` (best (b) throughput / (a)) and
+`batching_speedup_32` ((b) / (c) at 32 clients) beside the raw figures, and results/serve.png.
+Without --bundle a classification bundle on the default backbone (random head: throughput does
+not depend on training) is exported once and cached in cache/bench-serve-bundle.
+Note: the load generator shares the machine's cores with the server; on a small host it costs
+the service part of its throughput, which the ratios then include.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SENTENCES = [
+    (
+        "Die Katze sitzt auf der Matte und schaut aus dem Fenster.",
+        "The cat sits on the mat and looks out of the window.",
+    ),
+    (
+        "Ich möchte nächste Woche einen Flug nach Berlin buchen.",
+        "I would like to book a flight to Berlin next week.",
+    ),
+    ("Wo ist der nächste Bahnhof?", "Where is the nearest train station?"),
+    (
+        "Die Firma meldete in diesem Quartal Rekordgewinne, obwohl die Kosten stark stiegen "
+        "und viele Analysten mit einem Verlust gerechnet hatten.",
+        "The company reported record profits this quarter, although costs rose sharply and many "
+        "analysts had expected a loss.",
+    ),
+    ("Das Wetter ist heute sehr schön, nicht wahr?", "The weather is very nice today, isn't it?"),
+    (
+        "Bitte schalte das Licht aus, wenn du den Raum verlässt, und schließe die Tür hinter dir, "
+        "damit die Wärme nicht entweicht.",
+        "Please turn off the light when you leave the room and close the door behind you so the "
+        "heat does not escape.",
+    ),
+    (
+        "Der Fluss fließt langsam durch die Altstadt.",
+        "The river flows slowly through the old town.",
+    ),
+    ("Sie liest jeden Abend ein Buch.", "She reads a book every evening."),
+]
+
+
+def say(message: str) -> None:
+    print(f"[bench/serve {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--bundle", default=None, help="classification bundle (default: cached e5)")
+    p.add_argument("--quick", action="store_true", help="short runs (whole bench < 1 min)")
+    p.add_argument("--concurrency", default="1,8,32,128")
+    p.add_argument("--duration", type=float, default=None, help="seconds per point")
+    p.add_argument("--max-batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, default=None, help="ORT intra-op threads (default all)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--out", default=str(REPO / "results" / "serve.json"))
+    return p.parse_args(argv)
+
+
+def default_bundle() -> Path:
+    out = REPO / "cache" / "bench-serve-bundle"
+    if (out / "manifest.json").is_file():
+        return out
+    say("exporting a classification bundle on the default backbone (once; cached)")
+    import tempfile
+
+    import torch
+
+    from model_export.onnx_export import export_bundle
+    from training.backbone import resolve_backbone
+    from training.config import XMixupConfig
+    from training.modeling import XMixupModel
+
+    torch.manual_seed(0)
+    config = XMixupConfig(task="classify", labels=["negative", "neutral", "positive"])
+    model = XMixupModel.from_backbone(resolve_backbone(None, log=say), config).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = model.save_pretrained(Path(tmp) / "checkpoint")
+        export_bundle(ckpt, out, name="bench-classify", force=True)
+    return out
+
+
+def requests_payloads(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "inputs": [
+                {
+                    "target": SENTENCES[i % len(SENTENCES)][0],
+                    "source": SENTENCES[i % len(SENTENCES)][1],
+                }
+            ]
+        }
+        for i in range(n)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# (a) bare onnxruntime with the service's featurisation and batch policy
+# ---------------------------------------------------------------------------------------------
+def bench_ort(
+    bundle_dir: Path, batch: int, threads: int | None, duration: float, device: str
+) -> dict[str, float]:
+    from model_export.bundle import load_bundle
+    from service.engine import Engine, Row, pad_rows
+    from service.tokenization import TextEncoder
+
+    bundle = load_bundle(bundle_dir)
+    m = bundle.manifest
+    enc = TextEncoder(bundle.tokenizer_path, m.max_length)
+    engine = Engine(bundle, device, threads)
+    n = batch * 4  # one batcher window
+    t_enc, _ = enc.encode_texts([SENTENCES[i % len(SENTENCES)][0] for i in range(n)], [True] * n)
+    s_enc, _ = enc.encode_texts([SENTENCES[i % len(SENTENCES)][1] for i in range(n)], [True] * n)
+    rows = [
+        Row(np.asarray(t.ids, np.int64), np.asarray(s.ids, np.int64))
+        for t, s in zip(t_enc, s_enc, strict=True)
+    ]
+    rows.sort(key=lambda r: r.cost)  # the batcher sorts each window by length
+    batches = [pad_rows(rows[i : i + batch], enc.info.pad_id)[0] for i in range(0, n, batch)]
+    engine.run(batches[0])  # warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < duration:
+        for feeds in batches:
+            engine.run(feeds)
+            done += len(feeds["target_input_ids"])
+    elapsed = time.perf_counter() - start
+    return {"items_per_s": done / elapsed, "batch": batch}
+
+
+# ---------------------------------------------------------------------------------------------
+# (b), (c) the service over HTTP
+# ---------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_service(bundle: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    import httpx
+
+    port = free_port()
+    full = {**os.environ, "PYTHONPATH": str(REPO), "XMIXUP_LOG_JSON": "true", **env}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "xmixup",
+            "--log-level",
+            "WARNING",
+            "serve",
+            "--models",
+            str(bundle),
+            "--port",
+            str(port),
+        ],
+        env=full,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise RuntimeError(f"service exited with {proc.returncode}")
+        try:
+            if httpx.get(url + "/readyz").status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("service not ready in 60 s")
+
+
+async def load(url: str, clients: int, duration: float) -> dict[str, float]:
+    import httpx
+
+    payloads = requests_payloads(64)
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + duration
+
+    async def client(ac: httpx.AsyncClient, k: int) -> None:
+        nonlocal errors
+        i = k
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            r = await ac.post("/classify", json=payloads[i % len(payloads)])
+            if r.status_code == 200:
+                latencies.append(time.perf_counter() - t0)
+            else:
+                errors += 1
+            i += clients
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as ac:
+        for _ in range(min(clients, 8)):  # open connections before timing
+            await ac.get("/healthz")
+        start = time.perf_counter()
+        await asyncio.gather(*(client(ac, k) for k in range(clients)))
+        elapsed = time.perf_counter() - start
+    lat = np.asarray(latencies) * 1000 if latencies else np.zeros(1)
+    return {
+        "clients": clients,
+        "items_per_s": len(latencies) / elapsed,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p95_ms": float(np.percentile(lat, 95)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "errors": errors,
+    }
+
+
+def bench_service(
+    bundle: Path, env: dict[str, str], levels: list[int], duration: float, label: str
+) -> list[dict[str, float]]:
+    proc, url = start_service(bundle, env)
+    try:
+        out = []
+        for clients in levels:
+            point = asyncio.run(load(url, clients, duration))
+            say(
+                f"{label} @{clients:>3} clients: {point['items_per_s']:7.1f} items/s  "
+                f"p50 {point['p50_ms']:.1f} p95 {point['p95_ms']:.1f} p99 {point['p99_ms']:.1f} ms"
+            )
+            out.append(point)
+        return out
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for key, name in (("service", "service (dynamic batching)"), ("no_batching", "batch size 1")):
+        pts = result[key]
+        xs = [p["clients"] for p in pts]
+        ax1.plot(xs, [p["items_per_s"] for p in pts], marker="o", label=name)
+        ax2.plot(xs, [p["p50_ms"] for p in pts], marker="o", label=f"{name} p50")
+        ax2.plot(xs, [p["p99_ms"] for p in pts], marker="x", linestyle="--", label=f"{name} p99")
+    ax1.axhline(
+        result["ort"]["items_per_s"],
+        color="gray",
+        linestyle=":",
+        label=f"bare onnxruntime (batch {result['ort']['batch']})",
+    )
+    for ax in (ax1, ax2):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrent clients")
+        ax.legend(fontsize=8)
+    ax1.set_ylabel("items / s")
+    ax2.set_ylabel("latency (ms)")
+    ax2.set_yscale("log")
+    fig.suptitle(
+        f"xmixup serve: {result['bundle_name']} on {result['host']['cpu_count']} CPU cores"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    levels = [int(x) for x in args.concurrency.split(",")]
+    duration = args.duration or (2.5 if args.quick else 15.0)
+    bundle = Path(args.bundle) if args.bundle else default_bundle()
+    env = {
+        "XMIXUP_MAX_BATCH_SIZE": str(args.max_batch_size),
+        "XMIXUP_MAX_QUEUE": "4096",
+        "XMIXUP_DEVICE": args.device,
+    }
+    if args.threads:
+        env["XMIXUP_INTRA_OP_THREADS"] = str(args.threads)
+    say(f"bundle {bundle}; {duration:.0f}s per point; clients {levels}")
+    ort = bench_ort(bundle, args.max_batch_size, args.threads, duration, args.device)
+    say(f"bare onnxruntime, batch {args.max_batch_size}: {ort['items_per_s']:.1f} items/s")
+    service = bench_service(bundle, env, levels, duration, "service    ")
+    nobatch = bench_service(
+        bundle,
+        {**env, "XMIXUP_MAX_BATCH_SIZE": "1", "XMIXUP_MAX_WAIT_MS": "0"},
+        levels,
+        duration,
+        "batch-of-1 ",
+    )
+    best = max(p["items_per_s"] for p in service)
+    at32 = {p["clients"]: p["items_per_s"] for p in service}.get(32)
+    nb32 = {p["clients"]: p["items_per_s"] for p in nobatch}.get(32)
+    result: dict[str, Any] = {
+        "service_vs_ort": best / ort["items_per_s"],
+        "batching_speedup_32": (at32 / nb32) if at32 and nb32 else None,
+        "goals": {"service_vs_ort": 0.85, "batching_speedup_32": 4.0},
+        "ort": ort,
+        "service": service,
+        "no_batching": nobatch,
+        "bundle": str(bundle),
+        "bundle_name": json.loads((bundle / "manifest.json").read_text())["name"],
+        "duration_s": duration,
+        "quick": args.quick,
+        "device": args.device,
+        "host": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, out.with_suffix(".png"))
+    say(
+        f"service/ort = {result['service_vs_ort']:.2f} (goal ≥ 0.85); batching speedup @32 = "
+        f"{result['batching_speedup_32'] or float('nan'):.2f} (goal ≥ 4); wrote {out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
