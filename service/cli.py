@@ -81,7 +81,6 @@ def register(subparsers: Any) -> None:
         "/metrics, /v1/models, /docs. Every setting can also come from an XMIXUP_<NAME> "
         "environment variable (e.g. XMIXUP_MAX_BATCH_SIZE); flags win. The API key is read "
         "from XMIXUP_API_KEY only (a flag would show in `ps`).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     for flag, field, kwargs in _FLAGS:
         parser.add_argument(flag, dest=field, default=None, **kwargs)

@@ -117,3 +117,19 @@ def test_settings_env_and_validation(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings(max_batch_size=64, max_queue=8)
     with pytest.raises(ValidationError, match="unknown task"):
         Settings(default_models={"summarize": "x"})
+
+
+def test_tracing_is_a_soft_dependency() -> None:
+    """With XMIXUP_OTLP_ENDPOINT set but no OpenTelemetry SDK, the app still builds (untraced)."""
+    from fastapi import FastAPI
+
+    from service.tracing import setup_tracing
+
+    try:
+        import opentelemetry.sdk  # noqa: F401
+
+        pytest.skip("the OpenTelemetry SDK is installed here")
+    except ImportError:
+        pass
+    assert setup_tracing(FastAPI(), Settings(otlp_endpoint="http://127.0.0.1:4318")) is False
+    assert setup_tracing(FastAPI(), Settings()) is False
