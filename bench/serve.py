@@ -334,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
+            # other work on the host distorts every figure; recorded so a reader can tell
+            "loadavg_1m_at_end": os.getloadavg()[0],
         },
     }
     out = Path(args.out)
