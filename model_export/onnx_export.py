@@ -448,10 +448,14 @@ def export_bundle_result(
     log: dict[str, Any] = {"exporter": None, "opset": opset, "external_data": external}
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp_name:
+    # no_grad as a context, never torch.set_grad_enabled(False): the exporter is also called
+    # in-process (tests, the demo) and must not switch autograd off for its caller.
+    with (
+        torch.no_grad(),
+        tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp_name,
+    ):
         tmp = Path(tmp_name)
         raw = tmp / "raw.onnx"
-        torch.set_grad_enabled(False)
         log["exporter"] = export_onnx(model, raw, opset=opset, exporter=exporter)
 
         # -- cases: generated (batch 1 and 3, unequal lengths, padding) + real items

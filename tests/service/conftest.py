@@ -34,8 +34,8 @@ EXTRA: dict[str, dict[str, Any]] = {
     "qa": {"max_length": 64, "doc_stride": 16, "max_query_length": 16},
 }
 
-# uvicorn re-raises SIGTERM after a graceful shutdown (the process dies by the signal, so atexit
-# never runs): the report is written when the app's lifespan ends instead, after the drain.
+# The report is written when the app's lifespan ends (after the drain), not at atexit: it must
+# also cover servers stopped by SIGINT, which uvicorn re-raises after shutting down.
 _LAUNCHER = """
 import contextlib, json, sys
 import service.app
