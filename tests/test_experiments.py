@@ -1,0 +1,113 @@
+"""Smoke test of experiments/run.py: --quick on a tiny random backbone and a hand-made SIB-200 tree.
+
+Runs the whole driver (xmixup data -> train every method -> evaluate, --no-source, noise sweep,
+CKA before/after -> summary.json, RESULTS.md block, PNG) and checks the summary's structure and
+value ranges; then that --resume does no work again and keeps the hand-written report text.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.tiny import make_tiny_backbone
+
+REPO = Path(__file__).resolve().parent.parent
+LABELS = ["science/technology", "travel", "politics", "sports", "health"]
+# SIB-200 folder names of the driver's classify languages: trained de/zh/ar (+ en), unseen ur/sw/is.
+LANGS = ["eng_Latn", "deu_Latn", "zho_Hans", "arb_Arab", "urd_Arab", "swh_Latn", "isl_Latn"]
+WORDS = {
+    "science/technology": "The new computer chip uses less power than the old one",
+    "travel": "The train to the old town leaves from the station at noon",
+    "politics": "The president met the ministers of the government today",
+    "sports": "The football team won the match in the last minute",
+    "health": "Doctors say that sleep and water keep the body healthy",
+}
+
+
+def _make_sib(root: Path) -> None:
+    for lang in LANGS:
+        d = root / "classification" / "sib200" / lang
+        d.mkdir(parents=True)
+        for split, n in (("train", 12), ("dev", 3), ("test", 8)):
+            rows = ["index_id\tcategory\ttext"]
+            for i in range(n):
+                label = LABELS[i % len(LABELS)]
+                text = WORDS[label] if lang == "eng_Latn" else f"{lang[:3]} {WORDS[label]} {i}"
+                rows.append(f"{split}{i}\t{label}\t{text}")
+            (d / f"{split}.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "experiments" / "run.py"), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.timeout(300)
+def test_quick_run_writes_summary(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _make_sib(data)
+    backbone = make_tiny_backbone(tmp_path / "backbone", num_layers=2, hidden=32, heads=2)
+    out = tmp_path / "out"
+    args = ["--quick", "--tasks", "classify", "--jobs", "1", "--data", str(data)]
+    # --limit above the 12 hand-made items: every label must be in each training file.
+    args += ["--backbone", str(backbone), "--out", str(out), "--limit", "100"]
+    proc = _run(args)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "done classify/xmixup/seed1" in proc.stdout
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == {"classify", "meta"}
+    cls = summary["classify"]
+    assert set(cls) == {"xmixup", "translate-train", "translate-test", "zero-shot"}
+    for method, e in cls.items():
+        assert e["metric"] == "accuracy"
+        assert e["unseen"] == ["ur", "sw", "is"]
+        assert set(e["per_lang"]) == {"ur", "sw", "is", "de", "zh", "ar"}, method
+        assert all(0.0 <= v <= 100.0 for v in e["per_lang"].values())
+        assert 0.0 <= e["avg"] <= 100.0
+        assert e["avg"] == pytest.approx(sum(e["per_lang"].values()) / 6)
+        assert e["items_per_lang"] == {lang: 6 for lang in e["per_lang"]}
+    xm = cls["xmixup"]
+    # λ = λ0·sigmoid(.) with λ0 = 0.5: strictly inside (0, 0.5); baselines report zeros.
+    lam = xm["lambda"]
+    assert 0.0 < lam["min"] <= lam["mean"] <= lam["max"] < 0.5
+    assert lam["std"] >= 0.0
+    assert cls["translate-train"]["lambda"]["max"] == 0.0
+    for key in ("target_stream", "source_stream", "no_source"):
+        assert 0.0 <= xm[key]["avg"] <= 100.0
+    assert set(xm["sweep"]) == {"0", "0.15", "0.3"}
+    assert set(cls["translate-test"]["sweep"]) == {"0", "0.15", "0.3"}
+    assert xm["sweep"]["0"]["avg"] == pytest.approx(xm["avg"])
+    assert all(0.0 < v["lambda_mean"] < 0.5 for v in xm["sweep"].values())
+    cka = xm["cka"]
+    assert len(cka["before"]) == len(cka["after"]) == 3  # embeddings + 2 layers
+    assert all(-1e-6 <= v <= 1.0 + 1e-6 for v in cka["before"] + cka["after"])
+    assert xm["cost"]["ratio_vs_translate_train"] > 0.0
+    assert summary["meta"]["steps"] == 4
+
+    report = (out / "RESULTS.md").read_text()
+    assert "xmixup: mixed target stream alone" in report
+    assert "Robustness sweep" in report
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # --resume: nothing retrained or re-evaluated; hand-written text around the block is kept.
+    (out / "RESULTS.md").write_text("# Mine\n\nintro\n\n" + report + "\noutro\n")
+    proc = _run([*args, "--resume"])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "nothing to do (resumed)" in proc.stdout
+    assert "done classify/xmixup/seed1" in proc.stdout
+    text = (out / "RESULTS.md").read_text()
+    assert text.startswith("# Mine\n\nintro\n") and text.rstrip().endswith("outro")
+    assert text.count("<!-- generated:begin -->") == 1
+    again = json.loads((out / "summary.json").read_text())
+    assert again["classify"]["xmixup"]["avg"] == pytest.approx(xm["avg"])
