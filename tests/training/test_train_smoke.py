@@ -120,12 +120,19 @@ def test_gate_at_encoder_lr_barely_moves(tiny_backbone: Path, tmp_path: Path) ->
     assert abs(_state(Path(opts.out))["gate.weight"].item() - init) < 1e-3
 
 
-@pytest.mark.parametrize("method", ["translate-train", "translate-test", "zero-shot"])
-def test_baselines(method: str, tiny_backbone: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("task", "method"),
+    [
+        ("classify", "translate-train"),
+        ("classify", "translate-test"),
+        ("classify", "zero-shot"),
+        ("tag", "translate-train"),
+        ("qa", "zero-shot"),
+    ],
+)
+def test_baselines(task: str, method: str, tiny_backbone: Path, tmp_path: Path) -> None:
     # model selection on the English side of dev only (true zero-shot)
-    opts = _opts(
-        "classify", tiny_backbone, tmp_path, method=method, max_steps=2, select_on="source"
-    )
+    opts = _opts(task, tiny_backbone, tmp_path, method=method, max_steps=2, select_on="source")
     metrics = train(opts)
     assert metrics["selection"]["select_on"] == "source" and metrics["selection"]["history"]
     assert metrics["eval"]["lambda"]["max"] == 0.0  # nothing is mixed
