@@ -377,32 +377,12 @@ def _save_final(src: Path, dst: Path, external: bool) -> None:
         onnx.save_model(model, str(dst))
 
 
-def export_bundle(
-    checkpoint: str | Path,
-    out: str | Path,
-    *,
-    precision: str = "fp32",
-    opset: int | None = None,
-    verify_data: str | Path | None = None,
-    name: str | None = None,
-    optimize: bool = True,
-    force: bool = False,
-    exporter: str = "legacy",
-    quantize_options: Any = None,
-) -> bundle_mod.Manifest:
-    """`xmixup export`: the whole pipeline; returns the written bundle's manifest."""
-    return export_bundle_result(
-        checkpoint,
-        out,
-        precision=precision,
-        opset=opset,
-        verify_data=verify_data,
-        name=name,
-        optimize=optimize,
-        force=force,
-        exporter=exporter,
-        quantize_options=quantize_options,
-    ).manifest
+def export_bundle(checkpoint: str | Path, out: str | Path, **options: Any) -> bundle_mod.Manifest:
+    """`xmixup export`: the whole pipeline; returns the written bundle's manifest.
+
+    Takes the keyword options of :func:`export_bundle_result`.
+    """
+    return export_bundle_result(checkpoint, out, **options).manifest
 
 
 def export_bundle_result(

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from training.data.schema import collect_labels
 from xmixup.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -49,22 +50,11 @@ def _load_model(path: Path, task: str | None, records: Sequence[dict[str, Any]])
         return XMixupModel.from_pretrained(path), "checkpoint"
     if task is None:
         raise UserError(f"{path} is a plain encoder", "pass --task to say what --data holds")
-    labels = _labels(records, task) or ["a", "b"]
+    labels = collect_labels(records) or ["a", "b"]
     config = XMixupConfig(task=task, labels=labels, method="translate-train")
     model = XMixupModel.from_backbone(path, config)
     model.eval()
     return model, "backbone"
-
-
-def _labels(records: Sequence[dict[str, Any]], task: str) -> list[str]:
-    found: set[str] = set()
-    for r in records:
-        if task == "classify":
-            found.add(r["label"])
-        elif task == "tag":
-            found.update(r["source_tags"])
-            found.update(r.get("target_tags") or [])
-    return sorted(found)
 
 
 def _pooled_states(model: Any, batch: dict[str, Any], stream: str, mixed: bool) -> list[np.ndarray]:
@@ -127,7 +117,7 @@ def cka_report(
     feats = Featurizer(
         task,
         tokenizer,
-        labels=c.labels or _labels(records, task),
+        labels=c.labels or collect_labels(records),
         max_length=int(c.max_length),
         doc_stride=c.doc_stride,
         max_query_length=c.max_query_length,

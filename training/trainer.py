@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from training.data.schema import collect_labels
 from training.evaluate import TorchPredictor, eval_view, evaluate_records, format_table, write_json
 from training.features import Collator, Featurizer, record_dict, source_only
 from training.losses import target_only_loss, xmixup_loss
@@ -415,18 +416,6 @@ def pseudo_label_with_teacher(
 # ----------------------------------------------------------------------------- entry point
 
 
-def collect_labels(records: list[dict[str, Any]], task: str) -> list[str]:
-    """Sorted label set of the training data (classification labels, or tags of both sides)."""
-    found: set[str] = set()
-    for r in records:
-        if task == "classify":
-            found.add(r["label"])
-        elif task == "tag":
-            found.update(r["source_tags"])
-            found.update(r.get("target_tags") or [])
-    return sorted(found)
-
-
 def _has_bt(record: dict[str, Any], task: str) -> bool:
     key = {"classify": "source_bt", "tag": "source_bt_tokens", "qa": "source_bt_context"}[task]
     return bool(record.get(key))
@@ -518,7 +507,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
 
     backbone = resolve_backbone(opts.backbone)
     train_recs = _read(opts.train, task, opts.skip_bad)
-    labels = collect_labels(train_recs, task)
+    labels = collect_labels(train_recs)
     eval_recs = _read(opts.eval, task, opts.skip_bad, labels or None) if opts.eval else None
 
     # ---- target labels for tagging

@@ -12,7 +12,7 @@ import json
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -407,15 +407,19 @@ def write_jsonl(records: Iterable[dict[str, Any] | _Record], path: str | Path) -
     return n
 
 
-def collect_labels(records: Iterable[_Record]) -> list[str]:
-    """The sorted label set of classification labels or tags (both sides) of the records."""
+def collect_labels(records: Iterable[_Record | Mapping[str, Any]]) -> list[str]:
+    """The sorted label set of classification labels or tags (both sides) of the records.
+
+    Accepts validated records or their plain-dict form (what the trainer and CKA hold).
+    """
     labels: set[str] = set()
     for r in records:
-        if isinstance(r, ClassificationRecord):
-            labels.add(r.label)
-        elif isinstance(r, TaggingRecord):
-            labels.update(r.source_tags)
-            labels.update(r.target_tags or [])
+        d: Mapping[str, Any] = r if isinstance(r, Mapping) else vars(r)
+        if d.get("label") is not None:
+            labels.add(d["label"])
+        elif d.get("source_tags") is not None:
+            labels.update(d["source_tags"])
+            labels.update(d.get("target_tags") or [])
     return sorted(labels)
 
 
