@@ -361,7 +361,7 @@ class Bundle:
         return self.path / TOKENIZER_NAME
 
     def create_session(
-        self, device: str = "cpu", intra_op_threads: int | None = None
+        self, device: str = "cpu", intra_op_threads: int | None = None, *, spin: bool = True
     ) -> BundleSession:
         """Open the graph with onnxruntime on ``device`` ("cpu" or "cuda").
 
@@ -380,6 +380,8 @@ class Bundle:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if intra_op_threads is not None:
             options.intra_op_num_threads = int(intra_op_threads)
+        if not spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if device == "cuda":
             if "CUDAExecutionProvider" in ort.get_available_providers():

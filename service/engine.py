@@ -66,9 +66,14 @@ class Engine:
     """
 
     def __init__(
-        self, bundle: Bundle, device: str = "cpu", intra_op_threads: int | None = None
+        self,
+        bundle: Bundle,
+        device: str = "cpu",
+        intra_op_threads: int | None = None,
+        *,
+        spin: bool = True,
     ) -> None:
-        created = bundle.create_session(device, intra_op_threads)
+        created = bundle.create_session(device, intra_op_threads, spin=spin)
         self.session = created.session
         self.provider = created.provider
         self.input_names = list(bundle.manifest.inputs)

@@ -84,7 +84,9 @@ class Registry:
             encoder = TextEncoder(
                 bundle.tokenizer_path, m.max_length, m.doc_stride, m.max_query_length
             )
-            engine = Engine(bundle, settings.device, settings.intra_op_threads)
+            engine = Engine(
+                bundle, settings.device, settings.intra_op_threads, spin=settings.ort_spin
+            )
             batcher = Batcher(name, engine, encoder.info.pad_id, settings, metrics)
             models[name] = ModelRuntime(name, bundle, encoder, engine, batcher)
             logger.info(

@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     intra_op_threads: int | None = Field(
         default=None, ge=1, description="onnxruntime intra-op threads (default: all cores)."
     )
+    ort_spin: bool = Field(
+        default=False,
+        description=(
+            "Let onnxruntime's worker threads spin-wait between runs. Off by default: spinning "
+            "burns the cores the event loop and tokeniser need between batches."
+        ),
+    )
 
     # --- dynamic batching -----------------------------------------------------------------
     max_batch_size: int = Field(default=32, ge=1, description="Rows (sequences) per batch.")
