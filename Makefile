@@ -34,5 +34,10 @@ test: install
 backbone: install
 	$(BIN)/xmixup backbone
 
+# Backbone → train → export → evaluate → serve on 127.0.0.1:8000 (scripts/demo.py).
+# DEMO_STEPS=N (training steps per task), DEMO_SERVE=0 (build only); re-runs reuse finished stages.
+demo: install
+	$(BIN)/python scripts/demo.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

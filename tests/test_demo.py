@@ -1,0 +1,130 @@
+"""`make demo`'s pipeline (scripts/demo.py) on a tiny random backbone, 2 steps per task.
+
+Checks the contract CI relies on: DEMO_STEPS / DEMO_SERVE=0 are honoured, summary.json names
+each task's bundle and eval metric, the bundles are real (the service's loader verifies them),
+a stage line per stage is printed, and a re-run reuses every stage without rebuilding.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "demo.py"
+METRICS = {"classify": "accuracy", "tag": "accuracy", "qa": "f1"}
+
+
+def _env(out: Path, backbone: Path, steps: str) -> dict[str, str]:
+    return dict(
+        os.environ,
+        DEMO_STEPS=steps,
+        DEMO_SERVE="0",
+        DEMO_BACKBONE=str(backbone),
+        DEMO_OUT=str(out),
+        DEMO_THREADS="1",
+    )
+
+
+def _run(out: Path, backbone: Path, steps: str = "2") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT)],
+        cwd=ROOT,
+        env=_env(out, backbone, steps),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.integration
+def test_demo_pipeline_builds_then_reuses(tiny_backbone: Path, tmp_path: Path) -> None:
+    from model_export.bundle import load_bundle
+
+    out = tmp_path / "demo"
+    first = _run(out, tiny_backbone)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(summary) == ["classify", "qa", "tag"]
+    for task, entry in summary.items():
+        assert entry["metric"] == METRICS[task]
+        assert isinstance(entry["value"], float) and 0.0 <= entry["value"] <= 100.0
+        assert entry["steps"] == 2
+        assert entry["seconds"] > 0
+        bundle = Path(entry["bundle"])
+        assert bundle == out / "bundles" / task
+        manifest = load_bundle(bundle).manifest  # verifies files and checksums
+        assert manifest.task == task and manifest.method == "xmixup"
+        # The summary's value is the evaluation's own number.
+        evaluation = json.loads((out / "eval" / f"{task}.json").read_text())
+        assert evaluation["avg"] == pytest.approx(entry["value"])
+        assert evaluation["runtime"] != "torch"  # the exported bundle was evaluated
+
+    stage_lines = [line for line in first.stdout.splitlines() if line.startswith("[")]
+    done = [line for line in stage_lines if "… done in " in line]
+    assert len(done) == 11, first.stdout  # backbone, data, 3 × (train, export, evaluate)
+    assert any("training the tag model" in line and "2 steps" in line for line in done)
+    assert "DEMO_SERVE=0: not serving" in first.stdout
+    assert not (out / ".tmp").exists()  # scratch space is cleaned up
+
+    # A re-run with the same inputs reuses every stage and leaves the bundles untouched.
+    mtimes = {t: (out / "bundles" / t / "model.onnx").stat().st_mtime_ns for t in summary}
+    second = _run(out, tiny_backbone)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    reused = [line for line in second.stdout.splitlines() if "reused (inputs unchanged)" in line]
+    assert len(reused) == 10, second.stdout  # every stage but the backbone check
+    assert sum("… done in " in line for line in second.stdout.splitlines()) == 1  # backbone
+    assert {t: (out / "bundles" / t / "model.onnx").stat().st_mtime_ns for t in summary} == mtimes
+    assert json.loads((out / "summary.json").read_text())["classify"]["value"] == pytest.approx(
+        summary["classify"]["value"]
+    )
+
+
+def test_demo_rejects_bad_settings(tmp_path: Path, tiny_backbone: Path) -> None:
+    bad = _run(tmp_path / "demo", tiny_backbone, steps="lots")
+    assert bad.returncode == 1
+    assert "DEMO_STEPS='lots' is not a whole number" in bad.stdout
+    assert not (tmp_path / "demo" / "summary.json").exists()
+
+
+@pytest.mark.integration
+def test_demo_ctrl_c_leaves_nothing_half_written(tmp_path: Path, tiny_backbone: Path) -> None:
+    out = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT)],
+        cwd=ROOT,
+        env=_env(out, tiny_backbone, steps="100000"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 120
+        for line in proc.stdout:
+            if line.startswith("[3/") and "training the classify model" in line:
+                break
+            assert time.monotonic() < deadline, "the demo never reached the training stage"
+        time.sleep(3)  # inside the training loop by now
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert "Interrupted. Nothing half-written was kept" in rest
+    assert not (out / ".tmp").exists()
+    assert not (out / "checkpoints" / "classify").exists()
+    assert not (out / ".stamps" / "train-classify.json").exists()
+    assert (out / ".stamps" / "data.json").exists()  # finished stages stay for the re-run
