@@ -45,7 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the project's packages, also when run without `pip install -e`
 DATA = ROOT / "examples" / "data"
-DEFAULT_STEPS = 60
+DEFAULT_STEPS = 100
 
 
 @dataclass(frozen=True)
