@@ -200,9 +200,10 @@ class Demo:
         child = self.child
         if child is None or child.poll() is not None:
             return
-        # The terminal's Ctrl-C reached the server too; give it a moment to drain and exit.
+        # The terminal's Ctrl-C reached the server too; give it a moment, then SIGTERM (which
+        # it also answers with a graceful drain).
         try:
-            child.wait(timeout=10)
+            child.wait(timeout=3)
         except subprocess.TimeoutExpired:
             child.terminate()
             try:
@@ -338,11 +339,12 @@ def stage_train(
         *COMMON_TRAIN,
         *plan.extra,
     ]
-    if demo.threads:
-        args += ["--num-threads", str(demo.threads)]
+    # Thread counts change speed, not the model: they are not part of the stage's key.
     key = stage_key(
         stage="train", args=args, backbone=backbone_id, data=digests[f"{plan.data}/train"]
     )
+    if demo.threads:
+        args += ["--num-threads", str(demo.threads)]
     stamp = demo.stamp_ok(f"train-{plan.task}", key, ckpt / "config.json")
     if stamp:
         demo.reused(what)
@@ -457,8 +459,11 @@ EXAMPLE_LANG = {"classify": "German", "tag": "Spanish", "qa": "German"}
 
 
 def curl_for(base: str, route: str) -> str:
-    body = json.dumps(EXAMPLES[route], ensure_ascii=False)
-    return f"curl -s {base}/{route} -H 'Content-Type: application/json' \\\n  -d '{body}'"
+    body = json.dumps(EXAMPLES[route], ensure_ascii=False).replace("'", "'\\''")
+    return (
+        f"curl -s {base}/{route} -H 'Content-Type: application/json' \\\n"
+        f"  -d '{body}' \\\n  | python3 -m json.tool --no-ensure-ascii"
+    )
 
 
 def gist(route: str, body: dict[str, Any]) -> str:
@@ -502,13 +507,19 @@ def stage_serve(demo: Demo, bundles_dir: Path) -> int:
     ]
     if demo.threads:
         cmd += ["--intra-op-threads", str(demo.threads)]
-    server = subprocess.Popen(cmd, cwd=ROOT)
+    demo.logs.mkdir(parents=True, exist_ok=True)
+    log_path = demo.logs / "serve.log"
+    log = log_path.open("ab")
+    server = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     demo.child = server
     deadline = time.monotonic() + 120
     while True:
         if server.poll() is not None:
+            tail = log_path.read_text(errors="replace").splitlines()[-15:]
+            say("\n".join(tail))
             raise DemoError(
-                f"the service exited (status {server.returncode}); is port {demo.port} in use? "
+                f"the service exited (status {server.returncode}; its log is above and in "
+                f"{_rel(log_path)}); is port {demo.port} in use? "
                 "Set DEMO_PORT=8001 (or stop the other process) and run `make demo` again"
             )
         try:
@@ -532,7 +543,10 @@ def stage_serve(demo: Demo, bundles_dir: Path) -> int:
         except (urllib.error.URLError, OSError, KeyError, ValueError) as exc:
             say(_c("33", f"# (could not run it here: {exc})"))
         say()
-    say("The service runs until Ctrl-C (it finishes in-flight requests first); its log follows.")
+    say(
+        f"The service runs until Ctrl-C (it finishes in-flight requests first). "
+        f"Its log: {_rel(log_path)}"
+    )
     return server.wait()
 
 
@@ -635,6 +649,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 def main() -> int:
     # SIGTERM (e.g. from a CI runner) stops the demo as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     from xmixup.errors import UserError
 
     demo: Demo | None = None
@@ -642,10 +657,14 @@ def main() -> int:
         demo = build_demo()
         return run(demo)
     except KeyboardInterrupt:
+        serving = demo is not None and demo.child is not None
         if demo is not None:
             demo.stop_child()
             shutil.rmtree(demo.tmp, ignore_errors=True)
         say()
+        if serving:
+            say("Stopped the service. `make demo` serves the built models again in seconds.")
+            return 0
         say(
             _c(
                 "33",
