@@ -97,6 +97,12 @@
         renderModelPicker();
         return;
       }
+      if (r.status === 503) {
+        // Still loading or warming up: try again shortly.
+        info.textContent = "The server is starting; models will appear in a moment…";
+        setTimeout(() => { loadModels(); checkReady(); }, 1000);
+        return;
+      }
       const body = await r.json();
       state.models = Array.isArray(body.data) ? body.data : [];
     } catch (e) {
