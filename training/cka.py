@@ -110,14 +110,16 @@ def cka_report(
     if task is None:
         raise UserError(f"{path} is a plain encoder", "pass --task to say what --data holds")
     recs, _ = read_jsonl(data_path, task, skip_bad=skip_bad)
-    records = [record_dict(r) for r in recs][:max_items]
-    model, kind = _load_model(path, task, records)
+    all_records = [record_dict(r) for r in recs]
+    records = all_records[:max_items]
+    # Labels from the whole file: the first max_items may not show every label.
+    model, kind = _load_model(path, task, all_records)
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     c = model.config
     feats = Featurizer(
         task,
         tokenizer,
-        labels=c.labels or collect_labels(records),
+        labels=c.labels or collect_labels(all_records),
         max_length=int(c.max_length),
         doc_stride=c.doc_stride,
         max_query_length=c.max_query_length,
