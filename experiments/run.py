@@ -339,7 +339,11 @@ def execute(jobs: list[Job], n_jobs: int) -> list[dict[str, Any]]:
         _worker_init()
         for j in jobs:
             print(f"[{(time.perf_counter() - t_start) / 60:6.1f} min] start {j.name}")
-            report(run_job(j))
+            try:
+                report(run_job(j))
+            except Exception as exc:
+                print(f"FAILED {j.name}: {exc}")
+                results.append({"job": j.name, "failed": str(exc), "done": []})
         return results
     import multiprocessing as mp
 
@@ -347,7 +351,12 @@ def execute(jobs: list[Job], n_jobs: int) -> list[dict[str, Any]]:
     with ProcessPoolExecutor(n_jobs, mp_context=ctx, initializer=_worker_init) as pool:
         futures = {pool.submit(run_job, j): j for j in jobs}
         for fut in as_completed(futures):
-            report(fut.result())
+            try:
+                report(fut.result())
+            except Exception as exc:  # one failed run must not lose the others' records
+                wall = (time.perf_counter() - t_start) / 60
+                print(f"[{wall:6.1f} min] FAILED {futures[fut].name}: {exc}")
+                results.append({"job": futures[fut].name, "failed": str(exc), "done": []})
     return results
 
 
@@ -509,7 +518,9 @@ def render_tables(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                 rows.append(("xmixup: mixed target stream alone", "", e["target_stream"]))
                 rows.append(("xmixup: English stream alone", "", e["source_stream"]))
             if "no_source" in e:
-                rows.append(("xmixup --no-source (source := target)", "", e["no_source"]))
+                rows.append(
+                    ("xmixup --no-source (both streams, source := target)", "", e["no_source"])
+                )
         for label, seeds, e in rows:
             pl = e["per_lang"]
             out.append(
@@ -768,12 +779,16 @@ def main(argv: list[str] | None = None) -> int:
     summary = aggregate(args, args.tasks)
     wall = (time.perf_counter() - t0) / 60
     history = _read(out / "history.json") or []
+    if args.aggregate_only and history:
+        command = history[-1]["command"]  # the invocation that produced the numbers
     meta = {
         "command": command,
         "hardware": hardware(),
         "wall_minutes": wall,
         "total_wall_minutes": sum(h["wall_minutes"] for h in history),
-        "job_seconds": {r["job"]: r["seconds"] for h in history for r in h["jobs"] if r["done"]},
+        "job_seconds": {
+            r["job"]: r["seconds"] for h in history for r in h["jobs"] if r.get("done")
+        },
         "jobs": args.jobs,
         "steps": args.steps,
         "batch_size": args.batch_size,
@@ -792,6 +807,10 @@ def main(argv: list[str] | None = None) -> int:
     if summary:
         write_chart(args.chart, summary)
     print(f"wrote {args.summary}, {args.report}, {args.chart} ({wall:.1f} min)")
+    failed = [r["job"] for h in history[-1:] for r in h["jobs"] if r.get("failed")]
+    if failed and not args.aggregate_only:
+        print(f"failed: {', '.join(failed)} (see their run.log; rerun with --resume)")
+        return 1
     return 0
 
 
