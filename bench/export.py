@@ -91,6 +91,21 @@ def timeit(fn: Any, reps: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
+INT8_METRIC_BAR = 1.0  # points: the issue's goal for int8 metric loss
+
+
+def choose_variant(speedups: dict[str, float], deltas: dict[str, float]) -> str:
+    """The fastest int8 variant whose metric loss stays within the 1-point bar.
+
+    Speed alone would pick a variant that loses accuracy; with none within the bar, the one
+    that loses least.
+    """
+    ok = [n for n in speedups if deltas[n] <= INT8_METRIC_BAR]
+    if ok:
+        return max(ok, key=lambda n: speedups[n])
+    return min(deltas, key=lambda n: deltas[n])
+
+
 def geomean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
@@ -125,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     variants: dict[str, QuantizeOptions] = {"default": QuantizeOptions()}
     if not args.quick:
         variants.update(
-            per_channel=QuantizeOptions(per_channel=True),
+            per_tensor=QuantizeOptions(per_channel=False),
             uint8_weights=QuantizeOptions(weight_type="QUInt8"),
             reduce_range=QuantizeOptions(reduce_range=True),
             no_exclusions=QuantizeOptions(exclude_patterns=()),
@@ -177,7 +192,6 @@ def main(argv: list[str] | None = None) -> int:
         name: geomean([r[f"ort_int8_{name}"] / r["ort_fp32"] for r in raw.values()])
         for name in int8
     }
-    best = max(int8_ratios, key=lambda n: int8_ratios[n])
 
     # --- int8 quality: metric on the eval file, else argmax disagreement bound
     agreement = {
@@ -199,10 +213,14 @@ def main(argv: list[str] | None = None) -> int:
             say(f"eval [{name}]: {result['metric']} avg {result['avg']:.2f}")
         metric = {"scores": scores}
         # evaluate_records reports {"metric", "avg" (points, mean over languages), ...}
-        delta = float(scores["fp32"]["avg"]) - float(scores[best]["avg"])
+        deltas = {n: float(scores["fp32"]["avg"]) - float(scores[n]["avg"]) for n in int8}
+        best = choose_variant(int8_ratios, deltas)
+        delta = deltas[best]
         metric_kind = f"fp32 - int8[{best}] {scores['fp32']['metric']} (points) on {args.eval_data}"
     else:
-        delta = 100 * (1 - agreement[best])
+        deltas = {n: 100 * (1 - agreement[n]) for n in int8}
+        best = choose_variant(int8_ratios, deltas)
+        delta = deltas[best]
         metric_kind = "bound: 100 x argmax disagreement int8 vs PyTorch (no --eval-data)"
 
     results = {
