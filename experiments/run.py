@@ -265,6 +265,9 @@ def plan_jobs(args: argparse.Namespace, task: str, data: dict[str, str]) -> list
     if args.freeze_embeddings:
         common.append("--freeze-embeddings")
     noise = [p for p in args.noise_levels if p > 0]
+    # Ablations of the method itself (layer, alpha, sampling): extra flags for xmixup runs only,
+    # so the baselines stay the same runs (pair with a separate --out/--summary/--report).
+    xmixup_extra = shlex.split(args.xmixup_args)
     jobs = []
     run_root = Path(args.out) / "runs" / task
     for method in spec.methods:
@@ -289,7 +292,7 @@ def plan_jobs(args: argparse.Namespace, task: str, data: dict[str, str]) -> list
                     train=data["train-en" if english_only else "train"],
                     eval=data["eval"],
                     cka_data=data["cka"],
-                    train_args=list(common),
+                    train_args=list(common) + (xmixup_extra if method == "xmixup" else []),
                     evals=evals,
                     cka=method in ("xmixup", "translate-train"),
                     backbone=args.backbone,
@@ -694,6 +697,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         dest="freeze_embeddings",
         action="store_false",
         help="train the word embeddings too",
+    )
+    p.add_argument(
+        "--xmixup-args",
+        default="",
+        help='extra `xmixup train` flags for the xmixup runs only, e.g. "--mixup-layer 4 '
+        '--source-noise 0.3 --sampling-k 100" (use a separate --out/--summary/--report)',
     )
     p.add_argument("--resume", action="store_true", help="skip finished trainings/evaluations")
     p.add_argument("--aggregate-only", action="store_true", help="only rebuild the summary")

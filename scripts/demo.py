@@ -16,7 +16,7 @@ under <out>/.tmp/ and renamed into place when complete, so Ctrl-C never leaves a
 checkpoint, bundle or summary.
 
 Environment (all optional):
-  DEMO_STEPS     training steps per task (default 60)
+  DEMO_STEPS     training steps per task (default 100)
   DEMO_SERVE     0 = build everything and print the summary, do not start the server
   DEMO_BACKBONE  HF encoder directory to use instead of the default backbone (tests use a tiny one)
   DEMO_OUT       output directory (default demo/)

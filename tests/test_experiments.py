@@ -111,3 +111,22 @@ def test_quick_run_writes_summary(tmp_path: Path) -> None:
     assert text.count("<!-- generated:begin -->") == 1
     again = json.loads((out / "summary.json").read_text())
     assert again["classify"]["xmixup"]["avg"] == pytest.approx(xm["avg"])
+
+
+def test_xmixup_args_reach_only_the_xmixup_runs(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "experiments"))
+    try:
+        import run as driver
+    finally:
+        sys.path.pop(0)
+    args = driver.parse_args(
+        ["--out", str(tmp_path), "--xmixup-args", "--mixup-layer 4 --sampling-k 100"]
+    )
+    data = {k: str(tmp_path / k) for k in ("train", "train-en", "eval", "cka")}
+    jobs = [j for j in driver.plan_jobs(args, "classify", data) if j.kind == "run"]
+    assert {j.method for j in jobs} >= {"xmixup", "translate-train"}
+    for job in jobs:
+        extra = "--mixup-layer" in job.train_args and "--sampling-k" in job.train_args
+        assert extra == (job.method == "xmixup"), (job.method, job.train_args)
+    xm = next(j for j in jobs if j.method == "xmixup")
+    assert xm.train_args[xm.train_args.index("--mixup-layer") + 1] == "4"
