@@ -330,7 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         "ort": ort,
         "service": service,
         "no_batching": nobatch,
-        "bundle": str(bundle),
+        # relative to the repo when inside it: results are committed, machine paths are not
+        "bundle": str(bundle.resolve().relative_to(REPO))
+        if bundle.resolve().is_relative_to(REPO)
+        else bundle.name,
         "bundle_name": json.loads((bundle / "manifest.json").read_text())["name"],
         "duration_s": duration,
         "quick": args.quick,
