@@ -129,8 +129,7 @@ class ServiceMiddleware:
             metrics.in_flight.dec()
             elapsed = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            metrics.requests.labels(route, str(status)).inc()
-            metrics.latency.labels(route).observe(elapsed)
+            metrics.request_done(route, str(status), elapsed)
             if path not in _QUIET:
                 access_logger.info(
                     "%s %s %d %.1fms",

@@ -88,6 +88,9 @@ class Batcher:
         self.watchdog_timeout_s = settings.watchdog_timeout_s
         self.max_consecutive_failures = settings.max_consecutive_failures
         self.metrics = metrics
+        # Label lookups cost a lock and a dict probe per call; these run per request and per row.
+        self._m_depth = metrics.queue_depth.labels(name)
+        self._m_wait = metrics.queue_wait.labels(name)
         self._pending: deque[_Item] = deque()
         self._wakeup = asyncio.Event()
         self._stopping = False
@@ -148,7 +151,7 @@ class Batcher:
             fut: asyncio.Future[RowResult] = loop.create_future()
             self._pending.append(_Item(row, fut, now, deadline))
             futures.append(fut)
-        self.metrics.queue_depth.labels(self.name).set(len(self._pending))
+        self._m_depth.set(len(self._pending))
         self._wakeup.set()
         return futures
 
@@ -185,7 +188,7 @@ class Batcher:
             item = self._pending.popleft()
             if self._live(item):
                 window.append(item)
-        self.metrics.queue_depth.labels(self.name).set(len(self._pending))
+        self._m_depth.set(len(self._pending))
         return window
 
     def _live(self, item: _Item) -> bool:
@@ -256,5 +259,5 @@ class Batcher:
                 for name, value in outputs.items()
             }
             queue_s = start - it.enqueued
-            m.queue_wait.labels(self.name).observe(queue_s)
+            self._m_wait.observe(queue_s)
             it.future.set_result(RowResult(row_out, queue_s, elapsed, len(batch)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Geometric latency buckets from 0.5 ms to ~60 s: tiny CPU models and big GPU batches both land
@@ -72,3 +74,14 @@ class Metrics:
         self.model_ready = Gauge(
             "xmixup_model_ready", "1 when the model's worker is healthy", ["model"], registry=r
         )
+        # (route, status) -> (counter child, histogram child): label lookups take a lock and
+        # a dict probe each, and this runs once per request.
+        self._request_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+    def request_done(self, route: str, status: str, seconds: float) -> None:
+        children = self._request_children.get((route, status))
+        if children is None:
+            children = (self.requests.labels(route, status), self.latency.labels(route))
+            self._request_children[(route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)

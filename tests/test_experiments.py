@@ -111,6 +111,16 @@ def test_quick_run_writes_summary(tmp_path: Path) -> None:
     assert text.count("<!-- generated:begin -->") == 1
     again = json.loads((out / "summary.json").read_text())
     assert again["classify"]["xmixup"]["avg"] == pytest.approx(xm["avg"])
+    budget = again["meta"]["budgets"]["classify"]
+    assert budget["steps"] == 4 and budget["max_length"] == 32
+
+    # Another task's invocation (another budget) keeps the classify numbers and their budget.
+    proc = _run([*args, "--tasks", "tag", "--aggregate-only"])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    merged = json.loads((out / "summary.json").read_text())
+    assert merged["classify"]["xmixup"]["avg"] == pytest.approx(xm["avg"])
+    assert merged["meta"]["budgets"]["classify"]["steps"] == 4
+    assert "Budget per run: 4 steps x batch 4, max length 32" in (out / "RESULTS.md").read_text()
 
 
 def test_xmixup_args_reach_only_the_xmixup_runs(tmp_path: Path) -> None:
