@@ -42,6 +42,13 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _BatchRequest(_Request):
+    """What every endpoint's body has besides its ``inputs`` (items are ``_Request`` only)."""
+
+    model: str | None = _MODEL_FIELD
+    truncate: bool | None = _TRUNCATE_FIELD
+
+
 # ---------------------------------------------------------------------------------------------
 # Common response parts
 # ---------------------------------------------------------------------------------------------
@@ -81,10 +88,8 @@ class ClassifyItem(_Request):
         return self
 
 
-class ClassifyRequest(_Request):
+class ClassifyRequest(_BatchRequest):
     inputs: list[ClassifyItem] = Field(min_length=1)
-    model: str | None = _MODEL_FIELD
-    truncate: bool | None = _TRUNCATE_FIELD
 
     model_config = ConfigDict(
         extra="forbid",
@@ -130,10 +135,8 @@ class TagItem(_Request):
     )
 
 
-class TagRequest(_Request):
+class TagRequest(_BatchRequest):
     inputs: list[TagItem] = Field(min_length=1)
-    model: str | None = _MODEL_FIELD
-    truncate: bool | None = _TRUNCATE_FIELD
 
     model_config = ConfigDict(
         extra="forbid",
@@ -208,11 +211,9 @@ class QAItem(_Request):
         return self
 
 
-class QARequest(_Request):
+class QARequest(_BatchRequest):
     inputs: list[QAItem] = Field(min_length=1)
     top_k: int = Field(default=1, ge=1, description="Answers per input, best first.")
-    model: str | None = _MODEL_FIELD
-    truncate: bool | None = _TRUNCATE_FIELD
 
     model_config = ConfigDict(
         extra="forbid",
