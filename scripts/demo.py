@@ -434,30 +434,36 @@ def _rel(path: Path) -> str:
 # ---------------------------------------------------------------------------------------------
 # serving: start, wait for ready, print curl requests (and what they answer)
 # ---------------------------------------------------------------------------------------------
+# Written for the demo, not taken from any data set: the models have never seen them.
 EXAMPLES: dict[str, dict[str, Any]] = {
     "classify": {
         "inputs": [
             {
-                "target": "Internationale Sanktionen haben bewirkt, dass keine neuen Flugzeuge gekauft werden können.",
-                "source": "International sanctions have meant that new aircraft cannot be purchased.",
+                "target": "Die Nationalmannschaft gewann das Finale nach einem dramatischen "
+                "Elfmeterschießen.",
+                "source": "The national team won the final after a dramatic penalty shootout.",
             }
         ]
     },
     "tag": {
         "inputs": [
             {
-                "target": "La producción de este modelo de teléfono inteligente fue detenida completamente.",
-                "source": "Production of the smartphone model was completely discontinued.",
+                "target": "El nuevo tren conecta las dos ciudades en menos de tres horas.",
+                "source": "The new train connects the two cities in less than three hours.",
             }
         ]
     },
     "qa": {
         "inputs": [
             {
-                "question": "Wie viele mögliche Nominierungen für den Preis gab es 1915?",
-                "context": "In den Jahren nach diesen Gerüchten gewannen weder Tesla noch Edison den Nobelpreis (obwohl Edison 1915 eine von 38 möglichen Nominierungen erhielt und Tesla 1937 eine von 38 möglichen Nominierungen).",
-                "source_question": "How many possible bids for the prize were there in 1915?",
-                "source_context": "In the years after these rumors, neither Tesla nor Edison won the prize (although Edison did receive one of 38 possible bids in 1915 and Tesla did receive one of 38 possible bids in 1937).",
+                "question": "Wann wurde der Eiffelturm eröffnet?",
+                "context": "Der Eiffelturm ist ein 330 Meter hoher Eisenfachwerkturm in Paris. "
+                "Er wurde für die Weltausstellung errichtet und am 31. März 1889 eröffnet. Heute "
+                "besuchen ihn jedes Jahr rund sieben Millionen Menschen.",
+                "source_question": "When was the Eiffel Tower opened?",
+                "source_context": "The Eiffel Tower is a 330-metre wrought-iron lattice tower in "
+                "Paris. It was built for the World's Fair and opened on 31 March 1889. Today "
+                "about seven million people visit it every year.",
             }
         ]
     },

@@ -19,8 +19,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "Train one model and write a checkpoint directory (config.json, model.safetensors, "
             "tokenizer, training_args.json, metrics.json). Runs under torchrun for DDP "
             "(torchrun --nproc_per_node 2 -m xmixup train ...). Defaults follow the paper per "
-            "task (alpha 0.4/0.8/0.2, sampling k 1000/1000/2000, mixup layer 1 / a third / two "
-            "thirds of the depth), scaled to a small backbone (lr 5e-5, batch 16)."
+            "task (alpha 0.4/0.8/0.2, sampling k 1000/1000/2000, mixup layer a third of the depth "
+            "for tag, two thirds for qa and — departing from the paper's layer 1, see "
+            "docs/RESULTS.md — for classify), scaled to a small backbone (lr 5e-5, batch 16)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
