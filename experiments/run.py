@@ -538,7 +538,8 @@ def render_tables(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         f"Command: `{meta['command']}`",
         "",
         f"Hardware: {meta['hardware']}. Wall time: {meta['total_wall_minutes']:.1f} min over "
-        f"all invocations that trained or evaluated ({meta['jobs']} parallel 1-thread jobs).",
+        "all invocations that trained or evaluated (parallel 1-thread jobs; each task's "
+        "command below says how many).",
         "",
     ]
     for task, entries in summary.items():
