@@ -61,8 +61,8 @@ class TaskPlan:
 # Short sequences, frozen word embeddings (most of the encoder's weights, and of each step's
 # optimiser cost) and a higher learning rate keep a few dozen steps per task useful on 2 cores.
 # Classification and tagging need about 100 steps here (60 left SIB-200 at 66 %, 100 reach
-# 82 %); extractive QA (a span head from scratch) needs about twice that and a higher learning rate to answer usefully, so
-# the 15-minute budget goes mostly to it. Its training contexts are gold passages (the sentences
+# 82 %); extractive QA (a span head from scratch) needs about twice that and a higher learning
+# rate to answer usefully, so the 15-minute budget goes mostly to it. Its training contexts are gold passages (the sentences
 # around the answer, examples/data/xquad/SOURCE.md), so 128 tokens hold question and passage.
 PLANS = (
     TaskPlan("classify", "sib200", "topic classification (SIB-200, 7 topics)", 64, 16, 100, "1e-4"),
