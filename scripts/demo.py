@@ -532,10 +532,16 @@ def stage_serve(demo: Demo, bundles_dir: Path) -> int:
         if server.poll() is not None:
             tail = log_path.read_text(errors="replace").splitlines()[-15:]
             say("\n".join(tail))
+            text = "\n".join(tail)
+            hint = (
+                f"port {demo.port} is in use: set DEMO_PORT=8001 (or stop the other process) "
+                "and run `make demo` again"
+                if "address already in use" in text.lower() or "errno 98" in text.lower()
+                else "the log above says why; the built bundles are kept, so fixing it and "
+                "running `make demo` again only restarts the service"
+            )
             raise DemoError(
-                f"the service exited (status {server.returncode}; its log is above and in "
-                f"{_rel(log_path)}); is port {demo.port} in use? "
-                "Set DEMO_PORT=8001 (or stop the other process) and run `make demo` again"
+                f"the service exited (status {server.returncode}; log in {_rel(log_path)}): " + hint
             )
         try:
             with urllib.request.urlopen(base + "/readyz", timeout=2) as resp:

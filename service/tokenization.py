@@ -15,6 +15,8 @@ from pathlib import Path
 
 from tokenizers import Encoding, Tokenizer
 
+from model_export.bundle import effective_doc_stride
+
 # Scripts written without spaces between words. Splitting them on whitespace would tag a whole
 # sentence as one word, so a string in these scripts is refused (the caller pre-splits it).
 _UNSEGMENTED_SCRIPTS: tuple[tuple[int, int, str], ...] = (
@@ -119,9 +121,11 @@ class TextEncoder:
         self.truncating.enable_truncation(max_length, strategy="longest_first")
         self.windowing: Tokenizer | None = None
         if doc_stride is not None:
-            # doc_stride is the overlap between consecutive context windows, as in HF run_qa.
+            # doc_stride is the overlap between consecutive context windows, as in HF run_qa;
+            # capped exactly as training capped it (a short max_length leaves less room).
+            stride = effective_doc_stride(max_length, max_query_length, doc_stride)
             self.windowing = Tokenizer.from_str(base.to_str())
-            self.windowing.enable_truncation(max_length, stride=doc_stride, strategy="only_second")
+            self.windowing.enable_truncation(max_length, stride=stride, strategy="only_second")
         pad_id = next(
             (i for t in ("<pad>", "[PAD]", "<PAD>") if (i := base.token_to_id(t)) is not None), 0
         )

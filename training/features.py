@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from model_export.bundle import effective_doc_stride
 from xmixup.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -331,10 +332,7 @@ class Featurizer:
         return s - 1, e + 1
 
     def _stride(self) -> int:
-        # HF's `stride` is the overlap between windows; it must stay below the context room
-        # left after the longest allowed question (else the tokenizer refuses).
-        room = self.max_length - self.max_query_length - 4
-        return max(0, min(self.doc_stride, room // 2))
+        return effective_doc_stride(self.max_length, self.max_query_length, self.doc_stride)
 
     def _qa_encode(self, questions: list[str], contexts: list[str], windows: bool) -> Any:
         return self.tokenizer(

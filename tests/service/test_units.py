@@ -133,3 +133,19 @@ def test_tracing_is_a_soft_dependency() -> None:
         pass
     assert setup_tracing(FastAPI(), Settings(otlp_endpoint="http://127.0.0.1:4318")) is False
     assert setup_tracing(FastAPI(), Settings()) is False
+
+
+def test_short_qa_bundles_get_the_training_stride(tmp_path: Path) -> None:
+    """max_length 128 with the default doc_stride 128: the tokenizer refuses a stride that does
+    not fit; the service must cap it exactly as training did, not fail at start."""
+    from model_export.bundle import effective_doc_stride
+    from service.tokenization import TextEncoder
+    from tests.tiny import make_tiny_tokenizer
+
+    make_tiny_tokenizer(tmp_path)
+    enc = TextEncoder(tmp_path / "tokenizer.json", 128, doc_stride=128, max_query_length=64)
+    assert effective_doc_stride(128, 64, 128) == 30
+    assert effective_doc_stride(384, 64, 128) == 128  # long windows keep the configured stride
+    context = " ".join(["the cat sat on the mat"] * 60)
+    windows = enc.encode_windows("where did the cat sit", context)
+    assert len(windows) > 1 and all(len(w.ids) <= 128 for w in windows)
