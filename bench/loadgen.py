@@ -85,6 +85,7 @@ async def run_load(
                 status, _ = await _read_response(reader)
             except (OSError, asyncio.IncompleteReadError, ValueError):
                 result.errors += 1  # counted, not fatal: a bench reports what it saw
+                writer.close()
                 reader, writer = await asyncio.open_connection(host, port)
                 i += clients
                 continue
