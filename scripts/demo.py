@@ -62,8 +62,9 @@ class TaskPlan:
 # optimiser cost) and a higher learning rate keep a few dozen steps per task useful on 2 cores.
 # Classification and tagging need about 100 steps here (60 left SIB-200 at 66 %, 100 reach
 # 82 %); extractive QA (a span head from scratch) needs about twice that and a higher learning
-# rate to answer usefully, so the 15-minute budget goes mostly to it. Its training contexts are gold passages (the sentences
-# around the answer, examples/data/xquad/SOURCE.md), so 128 tokens hold question and passage.
+# rate to answer usefully, so the 15-minute budget goes mostly to it. Its training contexts are
+# gold passages (the sentences around the answer, examples/data/xquad/SOURCE.md), so 128 tokens
+# hold question and passage.
 PLANS = (
     TaskPlan("classify", "sib200", "topic classification (SIB-200, 7 topics)", 64, 16, 100, "1e-4"),
     TaskPlan("tag", "pud", "part-of-speech tagging (UD PUD, 17 UPOS tags)", 64, 16, 80, "1e-4"),
@@ -530,9 +531,8 @@ def stage_serve(demo: Demo, bundles_dir: Path) -> int:
     deadline = time.monotonic() + 120
     while True:
         if server.poll() is not None:
-            tail = log_path.read_text(errors="replace").splitlines()[-15:]
-            say("\n".join(tail))
-            text = "\n".join(tail)
+            text = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+            say(text)
             hint = (
                 f"port {demo.port} is in use: set DEMO_PORT=8001 (or stop the other process) "
                 "and run `make demo` again"
