@@ -215,9 +215,16 @@ def run_job(job: Job) -> dict[str, Any]:
 
 
 def build_data(
-    task: str, root: Path, out: Path, *, limit: int | None, eval_limit: int | None, log: Path
+    task: str,
+    root: Path,
+    out: Path,
+    *,
+    limit: int | None,
+    eval_limit: int | None,
+    dev_limit: int | None,
+    log: Path,
 ) -> dict[str, str]:
-    """``xmixup data`` for one task: train (trained langs incl. en), train-en, eval."""
+    """``xmixup data`` for one task: train (trained langs incl. en), train-en, eval, dev."""
     spec = TASKS[task]
     folder = str(root / spec.sub)
     have = available_langs(task, root)
@@ -232,6 +239,10 @@ def build_data(
         "train": (train_langs, spec.train_split, limit),
         "train-en": (["en"], spec.train_split, limit),
         "eval": (eval_langs, spec.eval_split, eval_limit),
+        # Model selection (ablations, defaults) reads this, never the eval file: the unseen
+        # languages' train-side items are in no training file (their language is held out) and
+        # share no item with the eval split.
+        "dev": (list(spec.unseen), spec.train_split, dev_limit),
     }
     paths = {}
     for name, (langs, split, lim) in files.items():
@@ -275,13 +286,21 @@ def plan_jobs(args: argparse.Namespace, task: str, data: dict[str, str]) -> list
             continue
         seeds = args.seeds if method in ("xmixup", "translate-train") else args.seeds[:1]
         for seed in seeds:
-            evals: dict[str, list[str]] = {"main": []}
+            evals: dict[str, list[str]] = {"main": [], "dev": ["--data", data["dev"]]}
             if method == "xmixup":
                 evals["no-source"] = ["--no-source"]
             if method in ("xmixup", "translate-test"):
                 for p in noise:
                     evals[f"noise-{p:g}"] = ["--source-noise", str(p)]
+                    evals[f"dev-noise-{p:g}"] = ["--data", data["dev"], "--source-noise", str(p)]
             english_only = method in ("zero-shot", "translate-test")
+            extra = xmixup_extra if method == "xmixup" else []
+            if task == "tag" and args.tag_labels == "pseudo" and not english_only:
+                # The users' regime: no target tags; the target side learns from the English-only
+                # teacher's soft labels (the reference code's UDPOS/PANX set-up).
+                extra = [*extra, "--target-labels", "pseudo", "--teacher", teacher_dir(args, task)]
+            elif task == "tag" and not english_only:
+                extra = [*extra, "--target-labels", "gold"]
             jobs.append(
                 Job(
                     kind="run",
@@ -292,7 +311,7 @@ def plan_jobs(args: argparse.Namespace, task: str, data: dict[str, str]) -> list
                     train=data["train-en" if english_only else "train"],
                     eval=data["eval"],
                     cka_data=data["cka"],
-                    train_args=list(common) + (xmixup_extra if method == "xmixup" else []),
+                    train_args=list(common) + extra,
                     evals=evals,
                     cka=method in ("xmixup", "translate-train"),
                     backbone=args.backbone,
@@ -314,6 +333,26 @@ def plan_jobs(args: argparse.Namespace, task: str, data: dict[str, str]) -> list
         )
     )
     return jobs
+
+
+def teacher_dir(args: argparse.Namespace, task: str) -> str:
+    """The tagging teacher: --teacher, else this invocation's first zero-shot run."""
+    if args.teacher:
+        return str(Path(args.teacher).resolve())
+    return str(
+        Path(args.out).resolve() / "runs" / task / f"zero-shot-seed{args.seeds[0]}" / "model"
+    )
+
+
+def is_teacher(job: Job, args: argparse.Namespace) -> bool:
+    """Jobs that others wait for: the zero-shot tagger whose labels the pseudo regime trains on."""
+    return (
+        job.task == "tag"
+        and args.tag_labels == "pseudo"
+        and not args.teacher
+        and job.kind == "run"
+        and job.method == "zero-shot"
+    )
 
 
 def _worker_init() -> None:
@@ -402,6 +441,9 @@ def task_budget(args: argparse.Namespace, task: str, command: str) -> dict[str, 
         "eval_limit": args.eval_limit,
         "noise_levels": args.noise_levels,
         "xmixup_args": args.xmixup_args,
+        "tag_labels": args.tag_labels if task == "tag" else None,
+        "teacher": args.teacher if task == "tag" else None,
+        "dev_limit": args.dev_limit,
         "jobs": args.jobs,
     }
 
@@ -448,6 +490,13 @@ def aggregate(args: argparse.Namespace, tasks: list[str]) -> dict[str, Any]:
             if all(streams):
                 for name in ("target", "source"):
                     e[f"{name}_stream"] = _mean_block([s[name] for s in streams])
+            devs = [_read(d / "eval-dev.json") for d, _ in mains]
+            if all(devs):
+                e["dev"] = _mean_block(devs)
+                for p in args.noise_levels:
+                    dn = [_read(d / f"eval-dev-noise-{p:g}.json") for d, _ in mains]
+                    if p > 0 and all(dn):
+                        e["dev"][f"noise_{p:g}"] = _mean_block(dn)
             nos = [_read(d / "eval-no-source.json") for d, _ in mains]
             if all(nos):
                 e["no_source"] = _mean_block(nos)
@@ -751,6 +800,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help='extra `xmixup train` flags for the xmixup runs only, e.g. "--mixup-layer 4 '
         '--source-noise 0.3 --sampling-k 100" (use a separate --out/--summary/--report)',
     )
+    p.add_argument(
+        "--tag-labels",
+        choices=("pseudo", "gold"),
+        default="pseudo",
+        help="target-side tags for tagging: the English-only teacher's soft labels (the users' "
+        "regime) or the data's gold target tags (an oracle translate-train)",
+    )
+    p.add_argument(
+        "--teacher",
+        default=None,
+        help="tagging teacher checkpoint for --tag-labels pseudo (default: this run's zero-shot)",
+    )
+    p.add_argument(
+        "--dev-limit", type=int, default=150, help="dev items per (unseen) language, for selection"
+    )
     p.add_argument("--resume", action="store_true", help="skip finished trainings/evaluations")
     p.add_argument("--aggregate-only", action="store_true", help="only rebuild the summary")
     p.add_argument("--quick", action="store_true", help="tiny budget smoke run")
@@ -771,6 +835,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.max_length = args.max_length or 32
         args.limit = args.limit or 8
         args.eval_limit = args.eval_limit or 6
+        args.dev_limit = min(args.dev_limit, 6)
         args.cka_items = min(args.cka_items, 24)
         args.seeds = args.seeds[:1]
     out = Path(args.out)
@@ -818,13 +883,17 @@ def main(argv: list[str] | None = None) -> int:
                 out / "data" / task,
                 limit=args.limit,
                 eval_limit=args.eval_limit,
+                dev_limit=args.dev_limit,
                 log=out / "data.log",
             )
             print(f"data {task}: trained on {data['train_langs']} ({time.perf_counter() - t:.0f}s)")
             jobs += plan_jobs(args, task, data)
             write_budget(args, task, command)
         (out / "plan.json").write_text(json.dumps([asdict(j) for j in jobs], indent=2) + "\n")
-        results = execute(jobs, args.jobs)
+        # Teachers first: the pseudo-labelled runs read their checkpoints.
+        first = [j for j in jobs if is_teacher(j, args)]
+        results = execute(first, args.jobs) if first else []
+        results += execute([j for j in jobs if j not in first], args.jobs)
         # Every invocation that did work is recorded, so a resumed or re-aggregated summary
         # still reports the compute the numbers cost.
         history_path = out / "history.json"

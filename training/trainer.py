@@ -362,17 +362,23 @@ def pseudo_label_with_teacher(
     teacher = load_predictor(teacher_dir)
     if teacher.info.task != "tag":
         raise UserError(f"--teacher {teacher_dir} is a {teacher.info.task!r} model, not 'tag'")
-    if list(teacher.info.labels) != list(labels):
-        raise UserError(
-            f"--teacher labels {teacher.info.labels} differ from the training labels {labels}",
-            "train the teacher on the same tag set",
-        )
     info = teacher.info
+    # A teacher trained on English alone may never have seen a rare tag (SYM, X) that some
+    # target language has: its distribution is placed into the student's label columns, with
+    # zero mass on the tags it does not know.
+    unknown = [t for t in info.labels if t not in labels]
+    if unknown:
+        raise UserError(
+            f"--teacher predicts tag(s) {unknown} that the training data does not have "
+            f"(training labels: {labels})",
+            "train the teacher on a subset of the student's tag set",
+        )
+    columns = np.array([labels.index(t) for t in info.labels])
     # The teacher tags the target words alone (fed as their own source). Tags are not needed
     # to tag: every word gets a placeholder label the featuriser accepts.
     recs = []
     for r in records:
-        placeholder = [labels[0]] * len(r["target_tokens"])
+        placeholder = [info.labels[0]] * len(r["target_tokens"])
         recs.append(
             dict(
                 r,
@@ -382,7 +388,7 @@ def pseudo_label_with_teacher(
                 source_bt_tokens=None,
             )
         )
-    feat = Featurizer("tag", teacher.tokenizer, labels=[*labels], max_length=info.max_length)
+    feat = Featurizer("tag", teacher.tokenizer, labels=[*info.labels], max_length=info.max_length)
     feats = feat(recs)
     collate = Collator("tag", teacher.pad_id)
     out = []
@@ -403,7 +409,9 @@ def pseudo_label_with_teacher(
         for row, f in enumerate(chunk):
             logits = res["logits"][row]
             z = logits - logits.max(axis=-1, keepdims=True)
-            p = np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)
+            p_teacher = np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)
+            p = np.zeros((len(p_teacher), len(labels)))
+            p[:, columns] = p_teacher
             n_words = len(records[f["example_index"]]["target_tokens"])
             probs = [[1.0 / len(labels)] * len(labels) for _ in range(n_words)]
             for pos, w in enumerate(f["target_word_index"]):
