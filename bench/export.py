@@ -116,10 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("model_export").setLevel(logging.INFO)
     import torch
 
-    from model_export.bundle import load_bundle
     from model_export.onnx_export import export_bundle_result
     from model_export.quantize import QuantizeOptions
     from training.modeling import XMixupModel
+    from xmixup.core.bundle import load_bundle
 
     torch.set_num_threads(args.threads)
     lengths = [int(x) for x in args.lengths.split(",")]

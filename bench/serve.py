@@ -130,9 +130,9 @@ def requests_payloads(n: int) -> list[dict[str, Any]]:
 def bench_ort(
     bundle_dir: Path, batch: int, threads: int | None, duration: float, device: str
 ) -> dict[str, float]:
-    from model_export.bundle import load_bundle
     from service.engine import Engine, Row, pad_rows
     from service.tokenization import TextEncoder
+    from xmixup.core.bundle import load_bundle
 
     bundle = load_bundle(bundle_dir)
     m = bundle.manifest

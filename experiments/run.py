@@ -29,8 +29,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xmixup.core.vocab import METHODS
+
 REPO = Path(__file__).resolve().parent.parent
-METHODS = ("xmixup", "translate-train", "translate-test", "zero-shot")
 BEGIN, END = "<!-- generated:begin -->", "<!-- generated:end -->"
 
 

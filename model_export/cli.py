@@ -78,7 +78,7 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from model_export.bundle import load_bundle
+    from xmixup.core.bundle import load_bundle
 
     bundle = load_bundle(args.bundle)
     manifest = bundle.manifest

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from model_export import bundle as bundle_mod
 from model_export.parity import (
     FP32_ATOL,
     Feeds,
@@ -36,6 +35,7 @@ from model_export.parity import (
     generated_cases,
     run_parity,
 )
+from xmixup.core import bundle as bundle_mod
 from xmixup.errors import UserError
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model_export.bundle import Bundle
+from xmixup.core.bundle import Bundle
 
 logger = logging.getLogger("service.engine")
 

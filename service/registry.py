@@ -6,13 +6,13 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from model_export.bundle import MANIFEST_NAME, Bundle, Manifest, load_bundle
 from service.batcher import Batcher
 from service.engine import Engine
 from service.errors import ServiceError
 from service.metrics import Metrics
 from service.settings import Settings
 from service.tokenization import TextEncoder
+from xmixup.core.bundle import MANIFEST_NAME, Bundle, Manifest, load_bundle
 from xmixup.errors import UserError
 
 logger = logging.getLogger("service.registry")

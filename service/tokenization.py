@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tokenizers import Encoding, Tokenizer
 
-from model_export.bundle import effective_doc_stride
+from xmixup.core.bundle import effective_doc_stride
 
 # Scripts written without spaces between words. Splitting them on whitespace would tag a whole
 # sentence as one word, so a string in these scripts is refused (the caller pre-splits it).

@@ -49,7 +49,7 @@ def _run(out: Path, backbone: Path, steps: str = "2") -> subprocess.CompletedPro
 
 @pytest.mark.integration
 def test_demo_pipeline_builds_then_reuses(tiny_backbone: Path, tmp_path: Path) -> None:
-    from model_export.bundle import load_bundle
+    from xmixup.core.bundle import load_bundle
 
     out = tmp_path / "demo"
     first = _run(out, tiny_backbone)

@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from xmixup.core.vocab import METHODS, TASKS
 from xmixup.errors import UserError
 
-TASKS = ("classify", "tag", "qa")
-METHODS = ("xmixup", "translate-train", "translate-test", "zero-shot")
 GATES = ("normalized", "paper")
 POOLINGS = ("mean", "cls")
 TAG_SCHEMES = ("BIO",)

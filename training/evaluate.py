@@ -110,7 +110,7 @@ class OnnxPredictor(Predictor):
     def __init__(self, bundle_dir: str | Path, intra_op_threads: int | None = None) -> None:
         from transformers import PreTrainedTokenizerFast
 
-        from model_export.bundle import load_bundle
+        from xmixup.core.bundle import load_bundle
 
         bundle = load_bundle(bundle_dir)
         m = bundle.manifest

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from model_export.bundle import effective_doc_stride
+from xmixup.core.bundle import effective_doc_stride
 from xmixup.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from model_export.bundle import (
+from xmixup.core.bundle import (
     FORMAT_VERSION,
     INPUT_NAMES,
     BundleError,
@@ -261,7 +261,7 @@ def test_graph_inputs_must_match_manifest(bundle_dir: Path) -> None:
 
 def test_importing_bundle_stays_torch_free() -> None:
     code = (
-        "import sys, model_export.bundle, model_export.cli;"
+        "import sys, xmixup.core.bundle, model_export.cli;"
         "heavy = sorted(m for m in ('torch', 'transformers', 'onnxruntime', 'onnx') "
         "if m in sys.modules); print(','.join(heavy))"
     )

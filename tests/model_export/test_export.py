@@ -14,10 +14,10 @@ pytest.importorskip("transformers")
 onnx = pytest.importorskip("onnx")
 
 from model_export import onnx_export  # noqa: E402
-from model_export.bundle import ChecksumMismatch, load_bundle  # noqa: E402
 from model_export.optimize import count_ops  # noqa: E402
 from model_export.parity import AtolError, generated_cases  # noqa: E402
 from tests.tiny import make_tiny_checkpoint  # noqa: E402
+from xmixup.core.bundle import ChecksumMismatch, load_bundle  # noqa: E402
 from xmixup.errors import UserError  # noqa: E402
 
 LABELS = {"classify": ["entail", "neutral", "contra"], "tag": ["O", "B-PER", "I-PER"], "qa": []}

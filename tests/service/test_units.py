@@ -138,9 +138,9 @@ def test_tracing_is_a_soft_dependency() -> None:
 def test_short_qa_bundles_get_the_training_stride(tmp_path: Path) -> None:
     """max_length 128 with the default doc_stride 128: the tokenizer refuses a stride that does
     not fit; the service must cap it exactly as training did, not fail at start."""
-    from model_export.bundle import effective_doc_stride
     from service.tokenization import TextEncoder
     from tests.tiny import make_tiny_tokenizer
+    from xmixup.core.bundle import effective_doc_stride
 
     make_tiny_tokenizer(tmp_path)
     enc = TextEncoder(tmp_path / "tokenizer.json", 128, doc_stride=128, max_query_length=64)

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-TASKS = ("classify", "tag", "qa")
-METHODS = ("xmixup", "translate-train", "translate-test", "zero-shot")
+from xmixup.core.vocab import METHODS, TASKS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -19,12 +19,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from xmixup.core.vocab import TASKS
 from xmixup.errors import UserError
 
 log = logging.getLogger(__name__)
 
 Task = Literal["classify", "tag", "qa"]
-TASKS: tuple[str, ...] = ("classify", "tag", "qa")
 # Long names are accepted so that config files written as "classification" still work.
 _TASK_ALIASES = {
     "classify": "classify",

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from xmixup import __version__ as XMIXUP_VERSION
+from xmixup.core.vocab import INPUT_NAMES, TASK_OUTPUTS, TASKS
 from xmixup.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; onnxruntime is imported lazily
@@ -39,19 +40,6 @@ SUPPORTED_FORMAT_VERSIONS = frozenset({1})
 MANIFEST_NAME = "manifest.json"
 MODEL_NAME = "model.onnx"
 TOKENIZER_NAME = "tokenizer.json"
-TASKS = ("classify", "tag", "qa")
-INPUT_NAMES = (
-    "target_input_ids",
-    "target_attention_mask",
-    "source_input_ids",
-    "source_attention_mask",
-)
-# The outputs each task's graph must produce (DESIGN.md "Artifacts"); ``mixup_ratio`` is always there.
-TASK_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "classify": ("probabilities", "mixup_ratio"),
-    "tag": ("logits", "mixup_ratio"),
-    "qa": ("start_logits", "end_logits", "mixup_ratio"),
-}
 # 1 MiB: large enough that hashing a 470 MB model is I/O bound, small enough to never spike RSS.
 _HASH_CHUNK = 1 << 20
 
@@ -380,7 +368,7 @@ class Bundle:
         """
         if device not in ("cpu", "cuda"):
             raise UserError(f"device must be 'cpu' or 'cuda', not {device!r}", "use cpu or cuda")
-        import onnxruntime as ort  # lazy: keeps `import model_export.bundle` light
+        import onnxruntime as ort  # lazy: keeps `import xmixup.core.bundle` light
 
         options = ort.SessionOptions()
         # The exporter already ran the transformer fusions offline; ENABLE_ALL adds the

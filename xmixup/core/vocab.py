@@ -1,0 +1,19 @@
+"""The names every layer agrees on: tasks, methods, graph inputs and outputs."""
+
+from __future__ import annotations
+
+TASKS: tuple[str, ...] = ("classify", "tag", "qa")
+METHODS: tuple[str, ...] = ("xmixup", "translate-train", "translate-test", "zero-shot")
+# The paired-input graph's inputs, in the order the exporter declares them.
+INPUT_NAMES: tuple[str, ...] = (
+    "target_input_ids",
+    "target_attention_mask",
+    "source_input_ids",
+    "source_attention_mask",
+)
+# The outputs each task's graph must produce; ``mixup_ratio`` (lambda per item) is always there.
+TASK_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "classify": ("probabilities", "mixup_ratio"),
+    "tag": ("logits", "mixup_ratio"),
+    "qa": ("start_logits", "end_logits", "mixup_ratio"),
+}
