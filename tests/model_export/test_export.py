@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 onnx = pytest.importorskip("onnx")
 
-from model_export import onnx_export  # noqa: E402
+from model_export import onnx_export, trace  # noqa: E402
 from model_export.optimize import count_ops  # noqa: E402
 from model_export.parity import AtolError, generated_cases  # noqa: E402
 from tests.tiny import make_tiny_checkpoint  # noqa: E402
@@ -119,15 +119,15 @@ def test_tag_graph_stops_the_source_stream_at_the_mixup_layer(
     from training.modeling import XMixupModel
 
     model = XMixupModel.from_pretrained(checkpoints["tag"])
-    inputs = onnx_export.graph_inputs("xmixup")
+    inputs = trace.graph_inputs("xmixup")
     lean, full = tmp_path / "lean.onnx", tmp_path / "full.onnx"
-    onnx_export.export_onnx(model, lean)
-    onnx_export.export_onnx(
+    trace.export_onnx(model, lean)
+    trace.export_onnx(
         model,
         full,
         inputs=inputs,
         outputs=("logits", "mixup_ratio", "source_last_hidden"),
-        module=onnx_export.full_source_module(model),
+        module=trace.full_source_module(model),
     )
     layers, li = model.num_layers, model.config.mixup_layer
     assert li is not None and li < layers
@@ -143,7 +143,8 @@ def test_int8_runs_and_agrees_on_argmax(checkpoints: dict[str, Path], tmp_path: 
     )
     manifest = load_bundle(tmp_path / "int8").manifest
     assert manifest.precision == "int8"
-    quantized = result.log["quantize"]["quantized_ops"]
+    assert result.log.quantize is not None
+    quantized = result.log.quantize.quantized_ops
     assert sum(quantized.values()) > 0, quantized
     graph = onnx.load(str(tmp_path / "int8" / "model.onnx"))
     assert count_ops(graph, "MatMulInteger") + count_ops(graph, "DynamicQuantizeMatMul") > 0
