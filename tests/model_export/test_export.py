@@ -113,6 +113,31 @@ def test_export_log_reports_fusions(fp32_bundles: dict) -> None:
     assert export["optimize"]["used_fused"] is True
 
 
+def test_manifest_export_is_the_typed_log_with_its_historical_keys(fp32_bundles: dict) -> None:
+    result = fp32_bundles["tag"]
+    export = load_bundle(result.path).manifest.export
+    assert list(export) == [
+        "exporter",
+        "opset",
+        "external_data",
+        "matmul_nodes",
+        "optimize",
+        "fp32_parity",
+        "seconds",
+        "source_stream",
+    ]
+    assert export == json.loads(json.dumps(result.log.as_dict()))
+    assert (export["exporter"], export["opset"], export["external_data"]) == ("legacy", 18, False)
+    assert export["matmul_nodes"] > 0
+    # the fp32 figures in manifest.parity are those of the graph kept (the fused one)
+    assert export["fp32_parity"] == load_bundle(result.path).manifest.parity["fp32"]
+    assert result.log.optimize is not None and result.log.optimize.embed_layer_norm is True
+    stream = export["source_stream"]
+    manifest = load_bundle(result.path).manifest
+    assert stream["source_layers_full"] is False  # tag graphs stop the source at the mixup layer
+    assert stream["source_sublayers"] == 2 * manifest.mixup_layer - 1
+
+
 def test_tag_graph_stops_the_source_stream_at_the_mixup_layer(
     checkpoints: dict[str, Path], tmp_path: Path
 ) -> None:
