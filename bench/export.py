@@ -17,6 +17,7 @@ geometric means over lengths for the ratios) plus every raw figure. Not a test.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -26,10 +27,14 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from model_export.onnx_export import ExportResult
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -110,33 +115,17 @@ def geomean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("model_export").setLevel(logging.INFO)
-    import torch
-
+def export_all(
+    args: argparse.Namespace, checkpoint: Path, work: Path
+) -> tuple[ExportResult, dict[str, ExportResult]]:
+    """The fp32 bundle, then one int8 bundle per quantisation variant, same checkpoint."""
     from model_export.onnx_export import export_bundle_result
     from model_export.quantize import QuantizeOptions
-    from training.modeling import XMixupModel
-    from xmixup.core.bundle import load_bundle
 
-    torch.set_num_threads(args.threads)
-    lengths = [int(x) for x in args.lengths.split(",")]
-    reps = 3 if args.quick else 10
-    tmp_ctx = tempfile.TemporaryDirectory(prefix="xmixup-bench-") if not args.work_dir else None
-    work = Path(args.work_dir or tmp_ctx.name)  # type: ignore[union-attr]
-    work.mkdir(parents=True, exist_ok=True)
-
-    checkpoint = Path(args.checkpoint) if args.checkpoint else fresh_checkpoint(work)
-    say(f"checkpoint {checkpoint}")
-    model = XMixupModel.from_pretrained(checkpoint).eval()
-    vocab = int(model.encoder.config.vocab_size)
-
-    # --- exports (fp32, then int8 variants from the same checkpoint)
     t0 = time.perf_counter()
     fp32 = export_bundle_result(checkpoint, work / "fp32", force=True, verify_data=args.eval_data)
-    say(f"fp32 export {time.perf_counter() - t0:.0f}s; fusions {fp32.log['optimize']}")
+    fusions = fp32.log.optimize.as_dict() if fp32.log.optimize else None
+    say(f"fp32 export {time.perf_counter() - t0:.0f}s; fusions {fusions}")
     variants: dict[str, QuantizeOptions] = {"default": QuantizeOptions()}
     if not args.quick:
         variants.update(
@@ -145,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             reduce_range=QuantizeOptions(reduce_range=True),
             no_exclusions=QuantizeOptions(exclude_patterns=()),
         )
-    int8: dict[str, Any] = {}
+    int8: dict[str, ExportResult] = {}
     for name, options in variants.items():
         t0 = time.perf_counter()
         int8[name] = export_bundle_result(
@@ -157,23 +146,33 @@ def main(argv: list[str] | None = None) -> int:
             verify_data=args.eval_data,
         )
         say(f"int8 [{name}] export {time.perf_counter() - t0:.0f}s: {options.as_dict()}")
+    return fp32, int8
 
-    # --- throughput, side by side on the same inputs
+
+def throughput(
+    args: argparse.Namespace,
+    model: Any,
+    fp32: ExportResult,
+    int8: dict[str, ExportResult],
+    lengths: list[int],
+    reps: int,
+) -> dict[str, dict[str, float]]:
+    """Items/s per length: PyTorch eager and every bundle, side by side on the same inputs."""
+    import torch
+
+    from xmixup.core.bundle import load_bundle
+    from xmixup.core.vocab import INPUT_NAMES
+
     sessions = {"ort_fp32": load_bundle(fp32.path).create_session("cpu", args.threads).session}
     for name, result in int8.items():
         sessions[f"ort_int8_{name}"] = (
             load_bundle(result.path).create_session("cpu", args.threads).session
         )
-    order = (
-        "target_input_ids",
-        "target_attention_mask",
-        "source_input_ids",
-        "source_attention_mask",
-    )
+    vocab = int(model.encoder.config.vocab_size)
     raw: dict[str, dict[str, float]] = {}
     for length in lengths:
         feeds = make_inputs(vocab, args.batch, length, seed=length)
-        tensors = [torch.from_numpy(feeds[k]) for k in order]
+        tensors = [torch.from_numpy(feeds[k]) for k in INPUT_NAMES]
         row: dict[str, float] = {}
 
         def run_torch(tensors: list[Any] = tensors) -> None:
@@ -186,82 +185,129 @@ def main(argv: list[str] | None = None) -> int:
             row[name] = args.batch / timeit(lambda s=session, f=inputs: s.run(None, f), reps)
         raw[str(length)] = {k: round(v, 2) for k, v in row.items()}
         say(f"L={length} items/s: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()))
+    return raw
 
-    ort_vs_torch = geomean([r["ort_fp32"] / r["torch_eager"] for r in raw.values()])
-    int8_ratios = {
-        name: geomean([r[f"ort_int8_{name}"] / r["ort_fp32"] for r in raw.values()])
-        for name in int8
-    }
 
-    # --- int8 quality: metric on the eval file, else argmax disagreement bound
+@dataclass
+class Int8Quality:
+    """The int8 variant chosen and its metric loss (measured, or bounded by disagreement)."""
+
+    best: str
+    delta: float
+    kind: str
+    agreement: dict[str, float]
+    metric: dict[str, Any]
+
+
+def int8_quality(
+    args: argparse.Namespace,
+    fp32: ExportResult,
+    int8: dict[str, ExportResult],
+    ratios: dict[str, float],
+) -> Int8Quality:
+    """The metric on --eval-data for every bundle, else the argmax disagreement bound."""
     agreement = {
         name: r.manifest.parity["int8"]["outputs"]["probabilities"]["agreement"]
         for name, r in int8.items()
     }
-    metric: dict[str, Any] = {}
-    if args.eval_data:
-        from training.data.schema import read_jsonl
-        from training.evaluate import OnnxPredictor, evaluate_records
-
-        task = fp32.manifest.task
-        labels = fp32.manifest.labels if task != "qa" else None
-        records, _ = read_jsonl(args.eval_data, task, labels=labels)
-        scores = {}
-        for name, path in [("fp32", fp32.path)] + [(n, r.path) for n, r in int8.items()]:
-            result = evaluate_records(OnnxPredictor(path, args.threads), records)
-            scores[name] = result
-            say(f"eval [{name}]: {result['metric']} avg {result['avg']:.2f}")
-        metric = {"scores": scores}
-        # evaluate_records reports {"metric", "avg" (points, mean over languages), ...}
-        deltas = {n: float(scores["fp32"]["avg"]) - float(scores[n]["avg"]) for n in int8}
-        best = choose_variant(int8_ratios, deltas)
-        delta = deltas[best]
-        metric_kind = f"fp32 - int8[{best}] {scores['fp32']['metric']} (points) on {args.eval_data}"
-    else:
+    if not args.eval_data:
         deltas = {n: 100 * (1 - agreement[n]) for n in int8}
-        best = choose_variant(int8_ratios, deltas)
-        delta = deltas[best]
-        metric_kind = "bound: 100 x argmax disagreement int8 vs PyTorch (no --eval-data)"
+        best = choose_variant(ratios, deltas)
+        kind = "bound: 100 x argmax disagreement int8 vs PyTorch (no --eval-data)"
+        return Int8Quality(best, deltas[best], kind, agreement, {})
+    from training.data.schema import read_jsonl
+    from training.evaluate import OnnxPredictor, evaluate_records
 
-    results = {
-        "ort_vs_torch": round(ort_vs_torch, 3),
-        "int8_vs_fp32": round(int8_ratios[best], 3),
-        "int8_metric_delta": round(delta, 3),
-        "int8_metric_delta_kind": metric_kind,
-        "int8_variant": best,
-        "int8_vs_fp32_by_variant": {k: round(v, 3) for k, v in int8_ratios.items()},
-        "int8_argmax_agreement": agreement,
-        "int8_options": {n: r.log["quantize"]["options"] for n, r in int8.items()},
-        "int8_parity": {n: r.manifest.parity["int8"] for n, r in int8.items()},
-        "fp32_parity_max_abs": fp32.manifest.parity["fp32"]["max_abs"],
-        "fusions": fp32.log.get("optimize"),
-        "throughput_items_per_s": raw,
-        "metric": metric,
-        "setup": {
-            "checkpoint": str(args.checkpoint or "fresh classifier on the default backbone"),
-            "batch": args.batch,
-            "lengths": lengths,
-            "threads": args.threads,
-            "reps": reps,
-            "quick": args.quick,
-            "cpu": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            # the machine is shared: a high load average means noisy absolute numbers
-            "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
-            "torch": torch.__version__,
-            "onnxruntime": __import__("onnxruntime").__version__,
-        },
+    task = fp32.manifest.task
+    labels = fp32.manifest.labels if task != "qa" else None
+    records, _ = read_jsonl(args.eval_data, task, labels=labels)
+    scores = {}
+    for name, path in [("fp32", fp32.path)] + [(n, r.path) for n, r in int8.items()]:
+        result = evaluate_records(OnnxPredictor(path, args.threads), records)
+        scores[name] = result
+        say(f"eval [{name}]: {result['metric']} avg {result['avg']:.2f}")
+    # evaluate_records reports {"metric", "avg" (points, mean over languages), ...}
+    deltas = {n: float(scores["fp32"]["avg"]) - float(scores[n]["avg"]) for n in int8}
+    best = choose_variant(ratios, deltas)
+    kind = f"fp32 - int8[{best}] {scores['fp32']['metric']} (points) on {args.eval_data}"
+    return Int8Quality(best, deltas[best], kind, agreement, {"scores": scores})
+
+
+def setup_info(args: argparse.Namespace, lengths: list[int], reps: int) -> dict[str, Any]:
+    import torch
+
+    return {
+        "checkpoint": str(args.checkpoint or "fresh classifier on the default backbone"),
+        "batch": args.batch,
+        "lengths": lengths,
+        "threads": args.threads,
+        "reps": reps,
+        "quick": args.quick,
+        "cpu": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        # the machine is shared: a high load average means noisy absolute numbers
+        "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
+        "torch": torch.__version__,
+        "onnxruntime": __import__("onnxruntime").__version__,
     }
-    out = Path(args.out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("model_export").setLevel(logging.INFO)
+    import torch
+
+    from training.modeling import XMixupModel
+
+    torch.set_num_threads(args.threads)
+    lengths = [int(x) for x in args.lengths.split(",")]
+    reps = 3 if args.quick else 10
+    with contextlib.ExitStack() as stack:
+        work = Path(
+            args.work_dir
+            or stack.enter_context(tempfile.TemporaryDirectory(prefix="xmixup-bench-"))
+        )
+        work.mkdir(parents=True, exist_ok=True)
+        checkpoint = Path(args.checkpoint) if args.checkpoint else fresh_checkpoint(work)
+        say(f"checkpoint {checkpoint}")
+        model = XMixupModel.from_pretrained(checkpoint).eval()
+        fp32, int8 = export_all(args, checkpoint, work)
+        raw = throughput(args, model, fp32, int8, lengths, reps)
+        ratios = {
+            name: geomean([r[f"ort_int8_{name}"] / r["ort_fp32"] for r in raw.values()])
+            for name in int8
+        }
+        quality = int8_quality(args, fp32, int8, ratios)
+        results = {
+            "ort_vs_torch": round(
+                geomean([r["ort_fp32"] / r["torch_eager"] for r in raw.values()]), 3
+            ),
+            "int8_vs_fp32": round(ratios[quality.best], 3),
+            "int8_metric_delta": round(quality.delta, 3),
+            "int8_metric_delta_kind": quality.kind,
+            "int8_variant": quality.best,
+            "int8_vs_fp32_by_variant": {k: round(v, 3) for k, v in ratios.items()},
+            "int8_argmax_agreement": quality.agreement,
+            "int8_options": {n: r.log.quantize.options for n, r in int8.items() if r.log.quantize},
+            "int8_parity": {n: r.manifest.parity["int8"] for n, r in int8.items()},
+            "fp32_parity_max_abs": fp32.manifest.parity["fp32"]["max_abs"],
+            "fusions": fp32.log.optimize.as_dict() if fp32.log.optimize else None,
+            "throughput_items_per_s": raw,
+            "metric": quality.metric,
+            "setup": setup_info(args, lengths, reps),
+        }
+        write_results(Path(args.out), results)
+    return 0
+
+
+def write_results(out: Path, results: dict[str, Any]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"ort_vs_torch {results['ort_vs_torch']:.3f}")
     print(f"int8_vs_fp32 {results['int8_vs_fp32']:.3f}")
     print(f"int8_metric_delta {results['int8_metric_delta']:.3f}")
     say(f"wrote {out}")
-    if tmp_ctx is not None:
-        tmp_ctx.cleanup()
-    return 0
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from service.batcher import DeadlineExceeded, InferenceFailed, QueueFull, RowResult, Stopped
 from service.engine import Row
 from service.errors import Problem, ServiceError, field_error
+from service.lifecycle import ready_registry
 from service.postprocess import classify_result, qa_result, tag_result
 from service.preprocess import check_chars, classify_rows, qa_rows, tag_rows
 from service.registry import ModelRuntime, Registry
@@ -45,14 +46,7 @@ P = TypeVar("P")
 
 
 def _state(request: Request) -> tuple[Settings, Registry]:
-    state = request.app.state
-    # While draining (after SIGTERM) requests are still served: the load balancer may route a
-    # few more before it sees /readyz fail, and answering them is better than refusing.
-    if not state.ready:
-        raise ServiceError(
-            503, "not-ready", "the service is starting", headers={"Retry-After": "1"}
-        )
-    return state.settings, state.registry
+    return request.app.state.settings, ready_registry(request)
 
 
 def _check_count(n: int, settings: Settings) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from xmixup import __version__
 from xmixup.errors import UserError
 
-COMMAND_MODULES = ("training.cli", "model_export.cli", "service.cli", "xmixup.bench_cli")
+COMMAND_MODULES = ("training.cli", "model_export.cli", "service.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # a package not written yet, or an extra not installed
+        except ModuleNotFoundError as exc:  # an extra not installed (e.g. serve-only images)
             if exc.name and name.startswith(exc.name):
                 continue
             raise

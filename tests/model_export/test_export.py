@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 onnx = pytest.importorskip("onnx")
 
-from model_export import onnx_export  # noqa: E402
+from model_export import onnx_export, trace  # noqa: E402
 from model_export.optimize import count_ops  # noqa: E402
 from model_export.parity import AtolError, generated_cases  # noqa: E402
 from tests.tiny import make_tiny_checkpoint  # noqa: E402
@@ -113,21 +113,46 @@ def test_export_log_reports_fusions(fp32_bundles: dict) -> None:
     assert export["optimize"]["used_fused"] is True
 
 
+def test_manifest_export_is_the_typed_log_with_its_historical_keys(fp32_bundles: dict) -> None:
+    result = fp32_bundles["tag"]
+    export = load_bundle(result.path).manifest.export
+    assert list(export) == [
+        "exporter",
+        "opset",
+        "external_data",
+        "matmul_nodes",
+        "optimize",
+        "fp32_parity",
+        "seconds",
+        "source_stream",
+    ]
+    assert export == json.loads(json.dumps(result.log.as_dict()))
+    assert (export["exporter"], export["opset"], export["external_data"]) == ("legacy", 18, False)
+    assert export["matmul_nodes"] > 0
+    # the fp32 figures in manifest.parity are those of the graph kept (the fused one)
+    assert export["fp32_parity"] == load_bundle(result.path).manifest.parity["fp32"]
+    assert result.log.optimize is not None and result.log.optimize.embed_layer_norm is True
+    stream = export["source_stream"]
+    manifest = load_bundle(result.path).manifest
+    assert stream["source_layers_full"] is False  # tag graphs stop the source at the mixup layer
+    assert stream["source_sublayers"] == 2 * manifest.mixup_layer - 1
+
+
 def test_tag_graph_stops_the_source_stream_at_the_mixup_layer(
     checkpoints: dict[str, Path], tmp_path: Path
 ) -> None:
     from training.modeling import XMixupModel
 
     model = XMixupModel.from_pretrained(checkpoints["tag"])
-    inputs = onnx_export.graph_inputs("xmixup")
+    inputs = trace.graph_inputs("xmixup")
     lean, full = tmp_path / "lean.onnx", tmp_path / "full.onnx"
-    onnx_export.export_onnx(model, lean)
-    onnx_export.export_onnx(
+    trace.export_onnx(model, lean)
+    trace.export_onnx(
         model,
         full,
         inputs=inputs,
         outputs=("logits", "mixup_ratio", "source_last_hidden"),
-        module=onnx_export.full_source_module(model),
+        module=trace.full_source_module(model),
     )
     layers, li = model.num_layers, model.config.mixup_layer
     assert li is not None and li < layers
@@ -143,7 +168,8 @@ def test_int8_runs_and_agrees_on_argmax(checkpoints: dict[str, Path], tmp_path: 
     )
     manifest = load_bundle(tmp_path / "int8").manifest
     assert manifest.precision == "int8"
-    quantized = result.log["quantize"]["quantized_ops"]
+    assert result.log.quantize is not None
+    quantized = result.log.quantize.quantized_ops
     assert sum(quantized.values()) > 0, quantized
     graph = onnx.load(str(tmp_path / "int8" / "model.onnx"))
     assert count_ops(graph, "MatMulInteger") + count_ops(graph, "DynamicQuantizeMatMul") > 0

@@ -38,9 +38,9 @@ EXTRA: dict[str, dict[str, Any]] = {
 # also cover servers stopped by SIGINT, which uvicorn re-raises after shutting down.
 _LAUNCHER = """
 import contextlib, json, sys
-import service.app
+import service.lifecycle
 
-_lifespan = service.app.lifespan
+_lifespan = service.lifecycle.lifespan
 
 @contextlib.asynccontextmanager
 async def _reporting(app):
@@ -59,7 +59,7 @@ async def _reporting(app):
         with open(sys.argv[1], "w") as fh:
             json.dump(bad, fh)
 
-service.app.lifespan = _reporting
+service.lifecycle.lifespan = _reporting
 from xmixup.cli import main
 sys.exit(main(["serve", *sys.argv[2:]]))
 """
