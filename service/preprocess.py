@@ -103,7 +103,7 @@ def classify_rows(
                 raise _too_long(i, "source", len(se.ids), limit)
             rows.append(Row(target_ids, _ids(se.ids)))
             plans.append(ClassifyPlan(True, truncated or cut))
-        else:  # no translation: the target is its own source (docs/API.md "Missing source")
+        else:  # no translation: the target is its own source (DESIGN.md "Missing source")
             rows.append(Row(target_ids, target_ids))
             plans.append(ClassifyPlan(False, truncated))
     return rows, plans

