@@ -25,6 +25,8 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy service model_export xmixup
+	$(BIN)/lint-imports --no-cache --no-logo  # contracts: pyproject.toml [tool.importlinter]
+	$(BIN)/python scripts/check_size.py       # functions <= 80 lines, files <= 400 (not tests/)
 	$(BIN)/hadolint docker/Dockerfile.*
 	$(BIN)/kubernetes-validate --strict --quiet docker/k8s/*.yaml
 

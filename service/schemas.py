@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (DESIGN.md "HTTP API"), with OpenAPI examples.
+"""Request and response bodies of the HTTP API (docs/API.md), with OpenAPI examples.
 
 Requests forbid unknown fields so a typo (``"text"`` for ``"target"``) is a 422 naming it,
 not a silently ignored field.

@@ -1,4 +1,4 @@
-"""X-Mixup training losses (DESIGN.md "The method", reference notes §3).
+"""X-Mixup training losses (docs/METHOD.md "Losses").
 
     loss = mean_i [ a_i · L_task(source_i) + b_i · L_task(target-mixed_i) ]
            + MSE(mean-pooled last-layer source states, target states)

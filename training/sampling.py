@@ -1,4 +1,4 @@
-"""Scheduled sampling of the source stream (paper §3.3, reference notes §4).
+"""Scheduled sampling of the source stream (paper §3.3, docs/METHOD.md "Scheduled sampling").
 
 At training step t the real source (the original English) is used with probability
 ``p_real(t) = k / (k + exp(t / k))`` (inverse-sigmoid decay); otherwise a "translate-test-like"

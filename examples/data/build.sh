@@ -1,8 +1,13 @@
 #!/usr/bin/env sh
-# Regenerate the demo samples from the shared data set (deterministic: same input, same files).
-# Usage: examples/data/build.sh [DATA_ROOT]   (default: ../shared/data, relative to the repo root)
+# Regenerate the demo samples from a data root (deterministic: same input, same files).
+# Usage: examples/data/build.sh DATA_ROOT
+# DATA_ROOT holds the public sets in their upstream layout (training/data/README.md, "Data root").
 set -eu
+if [ "$#" -ne 1 ]; then
+  echo "usage: $0 DATA_ROOT   (the data root layout: training/data/README.md)" >&2
+  exit 2
+fi
+DATA="$(cd "$1" && pwd)"
 cd "$(dirname "$0")/../.."
-DATA="${1:-../shared/data}"
 PY="${PYTHON:-.venv/bin/python}"
 exec "$PY" -m training.data.examples --data "$DATA" --out examples/data

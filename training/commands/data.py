@@ -38,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--format", choices=sorted(FORMAT_TASK), help="input format")
     p.add_argument(
         "--input",
-        help="the format's folder or file, or the data root containing it (e.g. ../shared/data)",
+        help="the format's folder or file, or a data root holding it (training/data/README.md)",
     )
     p.add_argument(
         "--source", help="English file parallel to a single --input file (conllu, squad)"
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.format or not args.input or not args.out:
         raise UserError(
             "--format, --input and --out are required to convert",
-            "e.g. xmixup data --task classify --format sib200 --input ../shared/data "
+            "e.g. xmixup data --task classify --format sib200 --input DATA_ROOT "
             "--langs de,fr --out train.jsonl",
         )
     if FORMAT_TASK[args.format] != args.task:

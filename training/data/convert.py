@@ -111,7 +111,7 @@ class ConvertResult:
 def resolve_input(path: str | Path, default_subpath: str) -> Path:
     """Accept either the format's own directory/file or the data root containing it.
 
-    ``--input ../shared/data`` and ``--input ../shared/data/classification/sib200`` both work,
+    ``--input DATA`` and ``--input DATA/classification/sib200`` both work,
     so users need not remember the layout under the data root.
     """
     p = Path(path)

@@ -1,6 +1,6 @@
-"""Regenerate the demo samples in ``examples/data/`` from the shared data, deterministically.
+"""Regenerate the demo samples in ``examples/data/`` from a data root, deterministically.
 
-    python -m training.data.examples --data ../shared/data --out examples/data
+    python -m training.data.examples --data DATA_ROOT --out examples/data
 
 Only sets whose licence allows redistribution are sampled (SIB-200 CC BY-SA 4.0, UD PUD
 CC BY-SA 3.0/4.0, XQuAD CC BY-SA 4.0); XNLI, LinES and PAN-X are not. Each eval file holds
@@ -215,7 +215,7 @@ def build(data_root: Path, out_dir: Path) -> dict[str, dict[str, int]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="the shared data root (../shared/data)")
+    parser.add_argument("--data", required=True, help="the data root (training/data/README.md)")
     parser.add_argument("--out", default="examples/data", help="output folder")
     args = parser.parse_args(argv)
     summary = build(Path(args.data), Path(args.out))

@@ -18,7 +18,7 @@ from xmixup.errors import UserError
 T = TypeVar("T")
 
 # Fixed, documented row ranges (half-open, 0-based) for the row-aligned dev sets:
-# XNLI dev has 2490 rows -> train 0-1244, eval 1245-2489 (DESIGN.md "Data");
+# XNLI dev has 2490 rows -> train 0-1244, eval 1245-2489 (training/data/README.md, leakage);
 # PAWS-X dev has 2000 rows -> halves.
 ROW_SPLITS: dict[str, dict[str, tuple[int, int]]] = {
     "xnli": {"train": (0, 1245), "eval": (1245, 2490)},

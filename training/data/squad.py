@@ -19,7 +19,7 @@ from training.data.convert import SOURCE_LANG, ConvertResult, resolve_input, sel
 from training.data.splits import in_hash_split
 from xmixup.errors import UserError
 
-# File-name patterns of the SQuAD-format sets in shared/data; group 1 is the language.
+# File-name patterns of the SQuAD-format sets (XQuAD, MLQA, TyDiQA); group 1 is the language.
 _LANG_PATTERNS = (
     re.compile(r"^xquad\.([a-z]{2})\.json$"),
     re.compile(r"^dev-context-([a-z]{2})-question-\1\.json$"),
