@@ -87,17 +87,25 @@ def test_quick_run_writes_summary(tmp_path: Path) -> None:
         assert 0.0 <= xm[key]["avg"] <= 100.0
     assert set(xm["sweep"]) == {"0", "0.15", "0.3"}
     assert set(cls["translate-test"]["sweep"]) == {"0", "0.15", "0.3"}
-    assert xm["sweep"]["0"]["avg"] == pytest.approx(xm["avg"])
+    # The headline is a realistic machine translation (P = 0.15); a human one is the oracle.
+    assert xm["sweep"]["0.15"]["avg"] == pytest.approx(xm["avg"])
+    assert xm["oracle_clean"]["avg"] == pytest.approx(xm["sweep"]["0"]["avg"])
+    assert "P = 0.15" in xm["regime"]["source_at_inference"]
+    assert cls["translate-train"]["regime"]["source_at_inference"].startswith("none")
+    assert "oracle_clean" not in cls["translate-train"]
+    assert set(xm["dev"]["per_lang"]) == {"ur", "sw", "is"}  # selection data: unseen, train side
     assert all(0.0 < v["lambda_mean"] < 0.5 for v in xm["sweep"].values())
     cka = xm["cka"]
     assert len(cka["before"]) == len(cka["after"]) == 3  # embeddings + 2 layers
     assert all(-1e-6 <= v <= 1.0 + 1e-6 for v in cka["before"] + cka["after"])
     assert xm["cost"]["ratio_vs_translate_train"] > 0.0
-    assert summary["meta"]["steps"] == 4
+    assert summary["meta"]["budgets"]["classify"]["steps"] == 4
+    assert summary["meta"]["headline_noise_p"] == 0.15
 
     report = (out / "RESULTS.md").read_text()
     assert "xmixup: mixed target stream alone" in report
-    assert "Robustness sweep" in report
+    assert "Translation quality sweep" in report
+    assert "xmixup (oracle: human translation, P = 0)" in report
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # --resume: nothing retrained or re-evaluated; hand-written text around the block is kept.
@@ -130,9 +138,16 @@ def test_xmixup_args_reach_only_the_xmixup_runs(tmp_path: Path) -> None:
     finally:
         sys.path.pop(0)
     args = driver.parse_args(
-        ["--out", str(tmp_path), "--xmixup-args", "--mixup-layer 4 --sampling-k 100"]
+        [
+            "--out",
+            str(tmp_path),
+            "--data",
+            str(tmp_path),
+            "--xmixup-args",
+            "--mixup-layer 4 --sampling-k 100",
+        ]
     )
-    data = {k: str(tmp_path / k) for k in ("train", "train-en", "eval", "cka")}
+    data = {k: str(tmp_path / k) for k in ("train", "train-en", "eval", "cka", "dev")}
     jobs = [j for j in driver.plan_jobs(args, "classify", data) if j.kind == "run"]
     assert {j.method for j in jobs} >= {"xmixup", "translate-train"}
     for job in jobs:
@@ -140,3 +155,30 @@ def test_xmixup_args_reach_only_the_xmixup_runs(tmp_path: Path) -> None:
         assert extra == (job.method == "xmixup"), (job.method, job.train_args)
     xm = next(j for j in jobs if j.method == "xmixup")
     assert xm.train_args[xm.train_args.index("--mixup-layer") + 1] == "4"
+
+
+def test_tagging_plan_is_the_pseudo_label_regime(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "experiments"))
+    try:
+        import run as driver
+    finally:
+        sys.path.pop(0)
+    data = {k: str(tmp_path / k) for k in ("train", "train-en", "eval", "cka", "dev")}
+    args = driver.parse_args(["--out", str(tmp_path / "o"), "--data", str(tmp_path)])
+    jobs = {j.method: j for j in driver.plan_jobs(args, "tag", data) if j.kind == "run"}
+    teacher = str((tmp_path / "o" / "runs" / "tag" / "zero-shot-seed1" / "model").resolve())
+    assert driver.is_teacher(jobs["zero-shot"], args)
+    assert jobs["zero-shot"].train == data["train-en"]  # the teacher sees English gold only
+    for method in ("xmixup", "translate-train"):
+        a = jobs[method].train_args
+        assert a[a.index("--target-labels") + 1] == "pseudo"
+        assert a[a.index("--teacher") + 1] == teacher
+        assert not driver.is_teacher(jobs[method], args)
+    assert "--target-labels" not in jobs["zero-shot"].train_args
+    # Every run is also evaluated on the dev split (model selection), never on eval for that.
+    assert jobs["xmixup"].evals["dev"] == ["--data", data["dev"]]
+    gold = driver.parse_args(
+        ["--out", str(tmp_path), "--data", str(tmp_path), "--tag-labels", "gold"]
+    )
+    a = next(j for j in driver.plan_jobs(gold, "tag", data) if j.method == "xmixup").train_args
+    assert a[a.index("--target-labels") + 1] == "gold" and "--teacher" not in a

@@ -1,0 +1,153 @@
+"""What an invocation does per task: its data files and its jobs (the pseudo-label regime)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from collections import defaultdict
+from pathlib import Path
+
+from experiments.jobs import Job, run_cli
+from experiments.tasks import TASKS, available_langs
+
+
+def build_data(
+    task: str,
+    root: Path,
+    out: Path,
+    *,
+    limit: int | None,
+    eval_limit: int | None,
+    dev_limit: int | None,
+    log: Path,
+) -> dict[str, str]:
+    """``xmixup data`` for one task: train (trained langs incl. en), train-en, eval, dev."""
+    spec = TASKS[task]
+    folder = str(root / spec.sub)
+    have = available_langs(task, root)
+    missing = [lang for lang in (*spec.unseen, *spec.seen_eval, "en") if lang not in have]
+    if missing:
+        raise SystemExit(f"{task}: {folder} lacks language(s) {', '.join(missing)}")
+    train_langs = [lang for lang in have if lang not in spec.unseen]
+    eval_langs = [*spec.unseen, *spec.seen_eval]
+    out.mkdir(parents=True, exist_ok=True)
+    base = ["data", "--task", task, "--format", spec.fmt, "--input", folder, "--seed", "0"]
+    files = {
+        "train": (train_langs, spec.train_split, limit),
+        "train-en": (["en"], spec.train_split, limit),
+        "eval": (eval_langs, spec.eval_split, eval_limit),
+        # Model selection (ablations, defaults) reads this, never the eval file: the unseen
+        # languages' train-side items are in no training file (their language is held out) and
+        # share no item with the eval split.
+        "dev": (list(spec.unseen), spec.train_split, dev_limit),
+    }
+    paths = {}
+    for name, (langs, split, lim) in files.items():
+        path = out / f"{name}.jsonl"
+        paths[name] = str(path)
+        if path.is_file() and Path(f"{path}.stats.json").is_file():
+            continue
+        argv = [*base, "--langs", ",".join(langs), "--split", split, "--out", str(path)]
+        if lim:
+            argv += ["--limit", str(lim)]
+        run_cli(argv, log)
+    # CKA on a language-balanced sample of the eval file (the file is grouped by language).
+    cka = out / "cka.jsonl"
+    paths["cka"] = str(cka)
+    by_lang: dict[str, list[str]] = defaultdict(list)
+    for line in Path(paths["eval"]).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            by_lang[json.loads(line)["lang"]].append(line)
+    rows = [line for group in zip(*by_lang.values(), strict=False) for line in group]
+    cka.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    paths["train_langs"] = ",".join(train_langs)
+    return paths
+
+
+def plan_jobs(args: argparse.Namespace, task: str, data: dict[str, str]) -> list[Job]:
+    spec = TASKS[task]
+    max_len = args.max_length or spec.max_length
+    common = ["--max-steps", str(args.steps), "--batch-size", str(args.batch_size)]
+    common += ["--max-length", str(max_len), "--num-threads", "1", "--no-progress"]
+    common += ["--select", "last", "--save-steps", str(args.steps)]
+    if args.freeze_embeddings:
+        common.append("--freeze-embeddings")
+    noise = [p for p in args.noise_levels if p > 0]
+    # Ablations of the method itself (layer, alpha, sampling): extra flags for xmixup runs only,
+    # so the baselines stay the same runs (pair with a separate --out/--summary/--report).
+    xmixup_extra = shlex.split(args.xmixup_args)
+    jobs = []
+    run_root = Path(args.out) / "runs" / task
+    for method in spec.methods:
+        if method not in args.methods:
+            continue
+        seeds = args.seeds if method in ("xmixup", "translate-train") else args.seeds[:1]
+        for seed in seeds:
+            evals: dict[str, list[str]] = {"main": [], "dev": ["--data", data["dev"]]}
+            if method == "xmixup":
+                evals["no-source"] = ["--no-source"]
+            if method in ("xmixup", "translate-test"):
+                for p in noise:
+                    evals[f"noise-{p:g}"] = ["--source-noise", str(p)]
+                    evals[f"dev-noise-{p:g}"] = ["--data", data["dev"], "--source-noise", str(p)]
+            english_only = method in ("zero-shot", "translate-test")
+            extra = xmixup_extra if method == "xmixup" else []
+            if task == "tag" and args.tag_labels == "pseudo" and not english_only:
+                # The users' regime: no target tags; the target side learns from the English-only
+                # teacher's soft labels (the reference code's UDPOS/PANX set-up).
+                extra = [*extra, "--target-labels", "pseudo", "--teacher", teacher_dir(args, task)]
+            elif task == "tag" and not english_only:
+                extra = [*extra, "--target-labels", "gold"]
+            jobs.append(
+                Job(
+                    kind="run",
+                    task=task,
+                    method=method,
+                    seed=seed,
+                    out=str(run_root / f"{method}-seed{seed}"),
+                    train=data["train-en" if english_only else "train"],
+                    eval=data["eval"],
+                    cka_data=data["cka"],
+                    train_args=list(common) + extra,
+                    evals=evals,
+                    cka=method in ("xmixup", "translate-train"),
+                    backbone=args.backbone,
+                    resume=args.resume,
+                    cka_items=args.cka_items,
+                )
+            )
+    jobs.append(
+        Job(
+            kind="cka-before",
+            task=task,
+            method="backbone",
+            seed=0,
+            out=str(run_root / "cka-before"),
+            cka_data=data["cka"],
+            backbone=args.backbone,
+            resume=args.resume,
+            cka_items=args.cka_items,
+        )
+    )
+    return jobs
+
+
+def teacher_dir(args: argparse.Namespace, task: str) -> str:
+    """The tagging teacher: --teacher, else this invocation's first zero-shot run."""
+    if args.teacher:
+        return str(Path(args.teacher).resolve())
+    return str(
+        Path(args.out).resolve() / "runs" / task / f"zero-shot-seed{args.seeds[0]}" / "model"
+    )
+
+
+def is_teacher(job: Job, args: argparse.Namespace) -> bool:
+    """Jobs that others wait for: the zero-shot tagger whose labels the pseudo regime trains on."""
+    return (
+        job.task == "tag"
+        and args.tag_labels == "pseudo"
+        and not args.teacher
+        and job.kind == "run"
+        and job.method == "zero-shot"
+    )

@@ -1,0 +1,74 @@
+"""The tasks the evidence driver runs: where their data lives, which languages are held out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from xmixup.core.vocab import METHODS
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Where a task's data comes from and which languages are held out."""
+
+    fmt: str  # xmixup data --format
+    sub: str  # folder under the data root
+    unseen: tuple[str, ...]  # ISO codes never in training (evaluated)
+    seen_eval: tuple[str, ...]  # trained languages that are also evaluated
+    train_split: str
+    eval_split: str
+    max_length: int
+    methods: tuple[str, ...]
+    unseen_names: str  # for the report
+
+
+TASKS: dict[str, TaskSpec] = {
+    "classify": TaskSpec(
+        fmt="sib200",
+        sub="classification/sib200",
+        unseen=("ur", "sw", "is"),
+        seen_eval=("de", "zh", "ar"),
+        train_split="train",
+        eval_split="test",
+        max_length=64,
+        methods=METHODS,
+        unseen_names="urd_Arab, swh_Latn, isl_Latn",
+    ),
+    "tag": TaskSpec(
+        fmt="conllu",
+        sub="tagging/ud_pud",
+        unseen=("is", "ko", "fi"),
+        seen_eval=("de", "zh", "ar"),
+        train_split="train",
+        eval_split="eval",
+        max_length=128,
+        methods=("xmixup", "translate-train", "zero-shot"),
+        unseen_names="Icelandic, Korean, Finnish PUD",
+    ),
+    "qa": TaskSpec(
+        fmt="squad",
+        sub="qa/xquad",
+        unseen=("el", "ro", "vi"),
+        seen_eval=("de", "zh", "ar"),
+        train_split="train",
+        eval_split="eval",
+        max_length=256,
+        methods=("xmixup", "translate-train", "zero-shot"),
+        unseen_names="XQuAD el, ro, vi",
+    ),
+}
+
+
+def available_langs(task: str, root: Path) -> list[str]:
+    """ISO codes of the languages the task's folder holds (English included)."""
+    from training.data.convert import FLORES_TO_ISO
+
+    folder = root / TASKS[task].sub
+    if not folder.is_dir():
+        raise SystemExit(f"data folder {folder} does not exist (see --data)")
+    if task == "classify":
+        return sorted(FLORES_TO_ISO.get(d.name, d.name) for d in folder.iterdir() if d.is_dir())
+    if task == "tag":
+        return sorted({p.name.split("_pud")[0] for p in folder.glob("*/*_pud-ud-test.conllu")})
+    return sorted(p.name.split(".")[1] for p in folder.glob("xquad.*.json"))
