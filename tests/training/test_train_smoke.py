@@ -13,7 +13,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from tests.training._train_data import ROWS, write_jsonl  # noqa: E402
-from training.trainer import TrainOptions, checkpoint_dirs, train  # noqa: E402
+from training.options import TrainOptions  # noqa: E402
+from training.run_checkpoints import checkpoint_dirs  # noqa: E402
+from training.trainer import train  # noqa: E402
 from xmixup.cli import main  # noqa: E402
 from xmixup.errors import UserError  # noqa: E402
 
@@ -167,7 +169,7 @@ def test_tagging_pseudo_labels_from_teacher(tiny_backbone: Path, tmp_path: Path)
     )
     assert teacher["task"] == "tag"
     teacher_dir = str(tmp_path / "t" / "out")
-    from training.trainer import pseudo_label_with_teacher
+    from training.pseudo_labels import pseudo_label_with_teacher
 
     rows = ROWS["tag"]()
     labelled = pseudo_label_with_teacher(rows, teacher_dir, ["B-LOC", "B-PER", "I-PER", "O"])
