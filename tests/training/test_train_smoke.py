@@ -142,6 +142,17 @@ def test_baselines(task: str, method: str, tiny_backbone: Path, tmp_path: Path) 
     assert metrics["train"]["sampling"] == "no source stream"
 
 
+def test_pooling_option_reaches_the_checkpoint(tiny_backbone: Path, tmp_path: Path) -> None:
+    from training.modeling import XMixupModel
+
+    opts = _opts("classify", tiny_backbone, tmp_path, pooling="cls", eval=None, max_steps=2)
+    train(opts)
+    out = Path(opts.out)
+    assert json.loads((out / "config.json").read_text())["xmixup"]["pooling"] == "cls"
+    assert json.loads((out / "training_args.json").read_text())["options"]["pooling"] == "cls"
+    assert XMixupModel.from_pretrained(out).head.pooling == "cls"
+
+
 def test_resume_and_checkpoint_averaging(tiny_backbone: Path, tmp_path: Path) -> None:
     opts = _opts("classify", tiny_backbone, tmp_path, eval=None, save_steps=2)
     train(opts)
