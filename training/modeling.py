@@ -252,11 +252,9 @@ class XMixupModel(nn.Module):
         """
         t_mask = target_attention_mask.bool()
         source_given = source_input_ids is not None
-        if source_input_ids is None:
-            source_input_ids, source_attention_mask = target_input_ids, target_attention_mask
-        if source_attention_mask is None:
-            raise UserError("source_input_ids given without source_attention_mask")
-        s_mask = source_attention_mask.bool()
+        source_input_ids, s_mask = _source_or_target(
+            target_input_ids, target_attention_mask, source_input_ids, source_attention_mask
+        )
         zeros = self._zeros_ratio(t_mask)
         method = self.config.method
 
@@ -323,11 +321,9 @@ class XMixupModel(nn.Module):
         task, method = self.config.task, self.config.method
         t_mask = target_attention_mask.bool()
         zeros = self._zeros_ratio(t_mask)
-        if source_input_ids is None:
-            source_input_ids, source_attention_mask = target_input_ids, target_attention_mask
-        if source_attention_mask is None:
-            raise UserError("source_input_ids given without source_attention_mask")
-        s_mask = source_attention_mask.bool()
+        source_input_ids, s_mask = _source_or_target(
+            target_input_ids, target_attention_mask, source_input_ids, source_attention_mask
+        )
 
         if method == "translate-test":  # classify only (config validation)
             src_last, _ = self._plain_stream(source_input_ids, s_mask, False)
@@ -371,3 +367,17 @@ class XMixupModel(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return f"task={c.task}, method={c.method}, mixup_layer={c.mixup_layer}, gate={c.gate}"
+
+
+def _source_or_target(
+    target_input_ids: torch.Tensor,
+    target_attention_mask: torch.Tensor,
+    source_input_ids: torch.Tensor | None,
+    source_attention_mask: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(source ids, boolean source mask): the target stands in when no source is given."""
+    if source_input_ids is None:
+        return target_input_ids, target_attention_mask.bool()
+    if source_attention_mask is None:
+        raise UserError("source_input_ids given without source_attention_mask")
+    return source_input_ids, source_attention_mask.bool()
