@@ -22,8 +22,9 @@ from typing import Any
 from xmixup.core.vocab import METHODS, TASKS
 from xmixup.errors import UserError
 
-# Argument groups of ``xmixup train --help``, in order; None is the parser's own options.
-GROUPS = ("schedule", "X-Mixup", "selection and checkpoints")
+# Argument groups of ``xmixup train --help``, in order (a field without a group is one of the
+# parser's own options).
+SCHEDULE, XMIXUP, SELECTION = GROUPS = ("schedule", "X-Mixup", "selection and checkpoints")
 
 
 def _opt(
@@ -38,9 +39,6 @@ def _opt(
     """A dataclass field with its CLI metadata (no default = a required flag)."""
     meta = {"help": help, "choices": choices, "metavar": metavar, "group": group, "flag": flag}
     return field(default=default, metadata=meta)
-
-
-SCHEDULE, XMIXUP, SELECTION = GROUPS
 
 
 @dataclass(kw_only=True)
