@@ -59,6 +59,8 @@ class _Features:
 
 @dataclass
 class _Fit:
+    """The fitted trainer (its state, trajectories) and what the fit cost."""
+
     trainer: XMixupTrainer
     timer: StepTimer
     training_loss: float
