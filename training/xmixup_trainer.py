@@ -123,19 +123,31 @@ class XMixupTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: Any = None,
     ) -> Any:
-        t_ids, t_mask = inputs["target_input_ids"], inputs["target_attention_mask"]
-        if self.method != "xmixup":
-            out = model(target_input_ids=t_ids, target_attention_mask=t_mask)
-            # translate-test trains its source stream on English fed as the target.
-            logits = out.target_logits if out.target_logits is not None else out.source_logits
-            if self.task == "qa":
-                logits = (logits[..., 0], logits[..., 1])
-            parts = target_only_loss(
-                self.task, logits, inputs, target_label_mode=self.target_label_mode
-            )
-            self._note(loss_task_target=parts.task_target)
-            return (parts.total, out) if return_outputs else parts.total
+        if self.method == "xmixup":
+            total, out = self._xmixup_loss(model, inputs)
+        else:
+            total, out = self._baseline_loss(model, inputs)
+        return (total, out) if return_outputs else total
 
+    def _baseline_loss(self, model: Any, inputs: dict[str, Any]) -> tuple[torch.Tensor, Any]:
+        """One stream, the target-side task loss only."""
+        out = model(
+            target_input_ids=inputs["target_input_ids"],
+            target_attention_mask=inputs["target_attention_mask"],
+        )
+        # translate-test trains its source stream on English fed as the target.
+        logits = out.target_logits if out.target_logits is not None else out.source_logits
+        if self.task == "qa":
+            logits = (logits[..., 0], logits[..., 1])
+        parts = target_only_loss(
+            self.task, logits, inputs, target_label_mode=self.target_label_mode
+        )
+        self._note(loss_task_target=parts.task_target)
+        return parts.total, out
+
+    def _xmixup_loss(self, model: Any, inputs: dict[str, Any]) -> tuple[torch.Tensor, Any]:
+        """Both streams, the source being real or a stand-in as the sampling plan says."""
+        t_ids, t_mask = inputs["target_input_ids"], inputs["target_attention_mask"]
         step = self.state.global_step
         use_real = self.plan.use_real(step) if model.training else True
         prefix = "source" if use_real else "alt_source"
@@ -174,7 +186,7 @@ class XMixupTrainer(Trainer):
             loss_mse=parts.mse,
             loss_kl=parts.kl,
         )
-        return (parts.total, out) if return_outputs else parts.total
+        return parts.total, out
 
     # -------------------------------------------------------------- logging
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
