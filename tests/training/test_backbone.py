@@ -23,6 +23,7 @@ pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 from training import backbone as bb  # noqa: E402
+from training.backbone_e5s1 import dequantize_q4_0  # noqa: E402
 from xmixup.errors import UserError  # noqa: E402
 
 SAMPLE = [
@@ -178,12 +179,12 @@ def test_dequantize_q4_0_layout() -> None:
     # One block: scale 0.5, byte j = (low nibble j % 16, high nibble 15 - j % 16).
     scale = np.array([0.5], dtype="<f2").view(np.uint8)
     qs = np.array([(j % 16) | ((15 - j % 16) << 4) for j in range(16)], dtype=np.uint8)
-    out = bb.dequantize_q4_0(np.concatenate([scale, qs]), 32)
+    out = dequantize_q4_0(np.concatenate([scale, qs]), 32)
     low = (np.arange(16) - 8) * 0.5
     high = (15 - np.arange(16) - 8) * 0.5
     np.testing.assert_array_equal(out, np.concatenate([low, high]).astype(np.float32))
     with pytest.raises(ValueError):
-        bb.dequantize_q4_0(np.zeros(17, np.uint8), 32)
+        dequantize_q4_0(np.zeros(17, np.uint8), 32)
 
 
 def test_token_ids_match_hub_tokenizer(

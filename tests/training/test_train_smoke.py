@@ -13,7 +13,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from tests.training._train_data import ROWS, write_jsonl  # noqa: E402
-from training.trainer import TrainOptions, checkpoint_dirs, train  # noqa: E402
+from training.options import TrainOptions  # noqa: E402
+from training.run_checkpoints import checkpoint_dirs  # noqa: E402
+from training.trainer import train  # noqa: E402
 from xmixup.cli import main  # noqa: E402
 from xmixup.errors import UserError  # noqa: E402
 
@@ -140,6 +142,17 @@ def test_baselines(task: str, method: str, tiny_backbone: Path, tmp_path: Path) 
     assert metrics["train"]["sampling"] == "no source stream"
 
 
+def test_pooling_option_reaches_the_checkpoint(tiny_backbone: Path, tmp_path: Path) -> None:
+    from training.modeling import XMixupModel
+
+    opts = _opts("classify", tiny_backbone, tmp_path, pooling="cls", eval=None, max_steps=2)
+    train(opts)
+    out = Path(opts.out)
+    assert json.loads((out / "config.json").read_text())["xmixup"]["pooling"] == "cls"
+    assert json.loads((out / "training_args.json").read_text())["options"]["pooling"] == "cls"
+    assert XMixupModel.from_pretrained(out).head.pooling == "cls"
+
+
 def test_resume_and_checkpoint_averaging(tiny_backbone: Path, tmp_path: Path) -> None:
     opts = _opts("classify", tiny_backbone, tmp_path, eval=None, save_steps=2)
     train(opts)
@@ -167,7 +180,7 @@ def test_tagging_pseudo_labels_from_teacher(tiny_backbone: Path, tmp_path: Path)
     )
     assert teacher["task"] == "tag"
     teacher_dir = str(tmp_path / "t" / "out")
-    from training.trainer import pseudo_label_with_teacher
+    from training.pseudo_labels import pseudo_label_with_teacher
 
     rows = ROWS["tag"]()
     labelled = pseudo_label_with_teacher(rows, teacher_dir, ["B-LOC", "B-PER", "I-PER", "O"])

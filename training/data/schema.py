@@ -1,30 +1,36 @@
-"""JSONL record schemas per task and the validating reader.
+"""The validating JSONL reader (and writer) of the task records.
 
 The JSONL files are the contract between ``xmixup data`` (which writes them), training and
 evaluation (which read them). Every line is validated before any training starts, and every
 bad line is reported as ``file:line: field 'x': what is wrong`` so the user can fix the file
-rather than guess. See ``training/data/README.md`` for the format.
+rather than guess. The record schemas are in ``training/data/records.py``; the format is
+described in ``training/data/README.md``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ValidationError
 
+from training.data.records import (
+    RECORD_TYPES,
+    BaseRecord,
+    ClassificationRecord,
+    FieldError,
+    TaggingRecord,
+)
 from xmixup.core.vocab import TASKS
 from xmixup.errors import UserError
 
 log = logging.getLogger(__name__)
 
-Task = Literal["classify", "tag", "qa"]
 # Long names are accepted so that config files written as "classification" still work.
 _TASK_ALIASES = {
     "classify": "classify",
@@ -34,181 +40,6 @@ _TASK_ALIASES = {
     "qa": "qa",
 }
 MAX_ERRORS_SHOWN = 20
-
-NonEmptyStr = Field(min_length=1)
-
-
-class _Record(BaseModel):
-    # strict: a label written as 1 instead of "1" or tokens given as a string are user errors,
-    # not something to coerce silently. extra="forbid": a misspelt optional field
-    # ("sorce_bt") would otherwise be ignored without a word.
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=False)
-
-    id: str = NonEmptyStr
-    lang: str = NonEmptyStr
-    # The parallel group (row index, sentence id, article title): an item and its translations
-    # share it, so splits and leakage checks work on it. Optional for hand-written files.
-    group: str | None = None
-    # Free-form provenance; never read by training.
-    meta: dict[str, Any] | None = None
-
-
-class ClassificationRecord(_Record):
-    target: str = NonEmptyStr
-    target_pair: str | None = None
-    source: str = NonEmptyStr
-    source_pair: str | None = None
-    source_bt: str | None = None
-    source_bt_pair: str | None = None
-    label: str = NonEmptyStr
-
-    @model_validator(mode="after")
-    def _pairs_consistent(self) -> ClassificationRecord:
-        # A pair task must be a pair task on every stream, or the two encoders see different
-        # input shapes (one sentence vs two) for the same item.
-        paired = self.target_pair is not None
-        if (self.source_pair is not None) != paired:
-            missing = "source_pair" if paired else "target_pair"
-            raise _field_error(missing, "must be given when the other side has a pair text")
-        if self.source_bt is not None and (self.source_bt_pair is not None) != paired:
-            raise _field_error(
-                "source_bt_pair", "must be given exactly when target_pair is (pair task)"
-            )
-        if self.source_bt is None and self.source_bt_pair is not None:
-            raise _field_error("source_bt", "missing while source_bt_pair is given")
-        for name in ("target_pair", "source_pair", "source_bt", "source_bt_pair"):
-            if getattr(self, name) == "":
-                raise _field_error(name, "is empty")
-        return self
-
-
-class TaggingRecord(_Record):
-    target_tokens: list[str] = Field(min_length=1)
-    source_tokens: list[str] = Field(min_length=1)
-    source_bt_tokens: list[str] | None = None
-    # Tags of source_bt_tokens when the back-translation is noise over the source (the noise
-    # model keeps tags aligned); a real MT back-translation has none.
-    source_bt_tags: list[str] | None = None
-    target_tags: list[str] | None = None
-    source_tags: list[str]
-    # Pseudo-labels: per target token the label distribution (order = the label list).
-    target_tag_probs: list[list[float]] | None = None
-
-    @model_validator(mode="after")
-    def _aligned(self) -> TaggingRecord:
-        _check_tokens("target_tokens", self.target_tokens)
-        _check_tokens("source_tokens", self.source_tokens)
-        if len(self.source_tags) != len(self.source_tokens):
-            raise _field_error(
-                "source_tags",
-                f"has {len(self.source_tags)} tags for {len(self.source_tokens)} source_tokens",
-            )
-        if self.target_tags is not None and len(self.target_tags) != len(self.target_tokens):
-            raise _field_error(
-                "target_tags",
-                f"has {len(self.target_tags)} tags for {len(self.target_tokens)} target_tokens",
-            )
-        if self.source_bt_tokens is not None:
-            _check_tokens("source_bt_tokens", self.source_bt_tokens)
-            if not self.source_bt_tokens:
-                raise _field_error("source_bt_tokens", "is empty")
-        if self.source_bt_tags is not None and (
-            self.source_bt_tokens is None or len(self.source_bt_tags) != len(self.source_bt_tokens)
-        ):
-            raise _field_error("source_bt_tags", "must have one tag per source_bt_tokens token")
-        if self.target_tag_probs is not None:
-            if len(self.target_tag_probs) != len(self.target_tokens):
-                raise _field_error(
-                    "target_tag_probs",
-                    f"has {len(self.target_tag_probs)} rows for "
-                    f"{len(self.target_tokens)} target_tokens",
-                )
-            width = len(self.target_tag_probs[0]) if self.target_tag_probs else 0
-            for i, row in enumerate(self.target_tag_probs):
-                if len(row) != width or width == 0:
-                    raise _field_error(f"target_tag_probs[{i}]", f"has {len(row)} values")
-                if any(not (0.0 <= v <= 1.0) for v in row) or not math.isclose(
-                    sum(row), 1.0, abs_tol=1e-3
-                ):
-                    raise _field_error(
-                        f"target_tag_probs[{i}]", "is not a probability distribution"
-                    )
-        return self
-
-
-class Answer(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
-
-    text: str = NonEmptyStr
-    answer_start: int = Field(ge=0)
-
-
-class QARecord(_Record):
-    question: str = NonEmptyStr
-    context: str = NonEmptyStr
-    answers: list[Answer] = Field(min_length=1)
-    source_question: str = NonEmptyStr
-    source_context: str = NonEmptyStr
-    # May be empty: a translated source need not contain a findable answer span; training then
-    # skips the source-side task loss for that item.
-    source_answers: list[Answer]
-    source_bt_question: str | None = None
-    source_bt_context: str | None = None
-    # Answers re-located in source_bt_context when it is noise over the source context.
-    source_bt_answers: list[Answer] | None = None
-
-    @model_validator(mode="after")
-    def _spans(self) -> QARecord:
-        _check_spans("answers", self.answers, self.context)
-        _check_spans("source_answers", self.source_answers, self.source_context)
-        if (self.source_bt_question is None) != (self.source_bt_context is None):
-            raise _field_error(
-                "source_bt_context" if self.source_bt_context is None else "source_bt_question",
-                "source_bt_question and source_bt_context come together",
-            )
-        if self.source_bt_answers is not None:
-            if self.source_bt_context is None:
-                raise _field_error("source_bt_answers", "given without source_bt_context")
-            _check_spans("source_bt_answers", self.source_bt_answers, self.source_bt_context)
-        return self
-
-
-RECORD_TYPES: dict[str, type[_Record]] = {
-    "classify": ClassificationRecord,
-    "tag": TaggingRecord,
-    "qa": QARecord,
-}
-
-
-class _FieldError(ValueError):
-    """A validation failure that knows its field (pydantic's model validators do not)."""
-
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(message)
-        self.field_name = field_name
-        self.message = message
-
-
-def _field_error(name: str, message: str) -> _FieldError:
-    return _FieldError(name, message)
-
-
-def _check_tokens(name: str, tokens: Sequence[str]) -> None:
-    for i, tok in enumerate(tokens):
-        # An empty or all-space word gives no sub-tokens, so its tag would have no position.
-        if not tok.strip():
-            raise _field_error(f"{name}[{i}]", "is an empty or whitespace-only token")
-
-
-def _check_spans(name: str, answers: Sequence[Answer], context: str) -> None:
-    for i, ans in enumerate(answers):
-        found = context[ans.answer_start : ans.answer_start + len(ans.text)]
-        if found != ans.text:
-            raise _field_error(
-                f"{name}[{i}].answer_start",
-                f"answer text {ans.text[:40]!r} is not at offset {ans.answer_start} of the "
-                f"context (found {found[:40]!r})",
-            )
 
 
 def normalize_task(task: str) -> str:
@@ -243,7 +74,7 @@ def _pydantic_messages(exc: ValidationError) -> list[tuple[str, str]]:
     out = []
     for err in exc.errors():
         ctx_error = (err.get("ctx") or {}).get("error")
-        if isinstance(ctx_error, _FieldError):
+        if isinstance(ctx_error, FieldError):
             out.append((ctx_error.field_name, ctx_error.message))
             continue
         loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
@@ -262,7 +93,7 @@ def _pydantic_messages(exc: ValidationError) -> list[tuple[str, str]]:
 
 def validate_record(
     obj: Any, task: str, labels: Sequence[str] | None = None
-) -> tuple[_Record | None, list[tuple[str, str]]]:
+) -> tuple[BaseRecord | None, list[tuple[str, str]]]:
     """Validate one decoded JSON object; returns (record or None, [(field, problem), ...])."""
     task = normalize_task(task)
     if not isinstance(obj, dict):
@@ -296,7 +127,7 @@ def _looks_like_other_task(obj: dict[str, Any], task: str) -> str | None:
     return None
 
 
-def _unknown_labels(record: _Record, labels: set[str]) -> list[tuple[str, str]]:
+def _unknown_labels(record: BaseRecord, labels: set[str]) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     if isinstance(record, ClassificationRecord):
         if record.label not in labels:
@@ -384,7 +215,7 @@ def read_jsonl(
     return records, report
 
 
-def records_to_dicts(records: Iterable[_Record]) -> list[dict[str, Any]]:
+def records_to_dicts(records: Iterable[BaseRecord]) -> list[dict[str, Any]]:
     """Plain dicts with every schema field present (None where absent).
 
     All keys on every row: ``datasets.Dataset.from_list`` takes its columns from the rows, and
@@ -393,7 +224,7 @@ def records_to_dicts(records: Iterable[_Record]) -> list[dict[str, Any]]:
     return [r.model_dump(exclude={"meta"}) for r in records]
 
 
-def write_jsonl(records: Iterable[dict[str, Any] | _Record], path: str | Path) -> int:
+def write_jsonl(records: Iterable[dict[str, Any] | BaseRecord], path: str | Path) -> int:
     """Write records (dicts or models) one per line, dropping None fields; returns the count."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -407,7 +238,7 @@ def write_jsonl(records: Iterable[dict[str, Any] | _Record], path: str | Path) -
     return n
 
 
-def collect_labels(records: Iterable[_Record | Mapping[str, Any]]) -> list[str]:
+def collect_labels(records: Iterable[BaseRecord | Mapping[str, Any]]) -> list[str]:
     """The sorted label set of classification labels or tags (both sides) of the records.
 
     Accepts validated records or their plain-dict form (what the trainer and CKA hold).

@@ -1,0 +1,90 @@
+"""``xmixup train``'s flags are built from the TrainOptions fields: names, defaults, types."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from training.options import TrainOptions, from_namespace
+from xmixup.cli import build_parser
+from xmixup.errors import UserError
+
+REQUIRED = ["--task", "tag", "--train", "t.jsonl", "--out", "o"]
+
+
+def _parse(*extra: str) -> TrainOptions:
+    return from_namespace(build_parser().parse_args(["train", *REQUIRED, *extra]))
+
+
+def _train_parser():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return sub.choices["train"]
+
+
+def test_defaults_are_the_dataclass_defaults() -> None:
+    assert _parse() == TrainOptions(task="tag", train="t.jsonl", out="o")
+    assert _parse().lr == 5e-5 and _parse().method == "xmixup" and _parse().pooling == "mean"
+
+
+def test_every_field_is_one_flag() -> None:
+    flags = {a.dest: a.option_strings for a in _train_parser()._actions if a.dest != "help"}
+    names = {f.name for f in dataclasses.fields(TrainOptions)}
+    assert set(flags) == names
+    assert flags["disable_tqdm"] == ["--no-progress"]
+    assert flags["max_steps"] == ["--max-steps"]
+    assert flags["eval_batch_size"] == ["--eval-batch-size"]
+
+
+def test_values_are_typed() -> None:
+    opts = _parse(
+        "--max-steps", "7", "--lr", "1e-4", "--gate-lr", "0.5", "--pooling", "cls",
+        "--freeze-embeddings", "--no-progress", "--source-noise", "0.25", "--method", "zero-shot",
+    )  # fmt: skip
+    assert opts.max_steps == 7 and isinstance(opts.max_steps, int)
+    assert opts.lr == pytest.approx(1e-4) and opts.gate_lr == 0.5
+    assert opts.pooling == "cls" and opts.method == "zero-shot"
+    assert opts.freeze_embeddings is True and opts.disable_tqdm is True
+    assert opts.resume is False and opts.source_noise == 0.25
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--train", "t.jsonl", "--out", "o"],  # --task missing
+        ["train", *REQUIRED, "--pooling", "max"],
+        ["train", *REQUIRED, "--gate", "sigmoid"],
+        ["train", *REQUIRED, "--max-steps", "1.5"],
+    ],
+)
+def test_bad_command_lines_are_refused(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(argv)
+
+
+def test_help_lists_groups_defaults_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    text = capsys.readouterr().out
+    for section in ("schedule:", "X-Mixup:", "selection and checkpoints:"):
+        assert section in text
+    assert "--no-progress" in text and "no progress bars" in text
+    assert "--source-noise P" in text and "(default: 0.0)" in text
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"select": "best"}, "needs --eval"),
+        ({"eval": "d.jsonl", "select": "best", "average_checkpoints": 2}, "exclude each other"),
+        ({"source_noise": 1.5}, "not a probability"),
+        ({"alpha": -0.1}, "not in"),
+        ({"task": "qa", "teacher": "ckpt"}, "tagging pseudo-labels only"),
+        ({"batch_size": 0}, "must be positive"),
+    ],
+)
+def test_check_refuses_impossible_combinations(changes: dict, match: str) -> None:
+    opts = dataclasses.replace(TrainOptions(task="tag", train="t.jsonl", out="o"), **changes)
+    with pytest.raises(UserError, match=match):
+        opts.check()
+    TrainOptions(task="tag", train="t.jsonl", out="o").check()  # the defaults pass

@@ -1,0 +1,204 @@
+"""``TrainOptions``: every option of ``xmixup train``, written once.
+
+Each field carries its command-line metadata (help, choices, metavar, argument group and the
+flag when it is not ``--field-name``); ``add_arguments`` builds the argparse arguments from
+the fields, and ``from_namespace`` reads them back. Torch-free: the CLI parser imports it.
+
+Why not ``transformers.HfArgumentParser``: importing transformers would make every
+``xmixup`` invocation slow (the CLI imports no heavy package before a handler runs), and it
+spells flags with underscores, turns booleans into ``--flag [BOOL]`` and has no argument
+groups, so the existing command line and its ``--help`` would change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from xmixup.core.vocab import METHODS, TASKS
+from xmixup.errors import UserError
+
+# Argument groups of ``xmixup train --help``, in order (a field without a group is one of the
+# parser's own options).
+SCHEDULE, XMIXUP, SELECTION = GROUPS = ("schedule", "X-Mixup", "selection and checkpoints")
+
+
+def _opt(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    metavar: str | None = None,
+    group: str | None = None,
+    flag: str | None = None,
+) -> Any:
+    """A dataclass field with its CLI metadata (no default = a required flag)."""
+    meta = {"help": help, "choices": choices, "metavar": metavar, "group": group, "flag": flag}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(kw_only=True)
+class TrainOptions:
+    """Everything ``xmixup train`` takes; field order is the order of ``--help``."""
+
+    task: str = _opt(choices=TASKS)
+    method: str = _opt("xmixup", choices=METHODS)
+    backbone: str | None = _opt(
+        None,
+        metavar="DIR",
+        help="HF encoder directory (default: the built-in multilingual-e5-small)",
+    )
+    train: str = _opt(metavar="FILE", help="training JSONL")
+    eval: str | None = _opt(None, metavar="FILE", help="dev JSONL (evaluation, selection)")
+    out: str = _opt(metavar="DIR", help="output checkpoint directory")
+
+    max_steps: int | None = _opt(
+        None, group=SCHEDULE, help="optimisation steps (overrides --epochs)"
+    )
+    epochs: float = _opt(3.0, group=SCHEDULE)
+    batch_size: int = _opt(16, group=SCHEDULE, help="per process")
+    max_length: int | None = _opt(None, group=SCHEDULE, help="sub-tokens (default 128, QA 384)")
+    lr: float = _opt(5e-5, group=SCHEDULE)
+    gate_lr: float | None = _opt(
+        None, group=SCHEDULE, help="learning rate of the lambda gate (default 100 x --lr)"
+    )
+    weight_decay: float = _opt(0.01, group=SCHEDULE)
+    warmup_ratio: float = _opt(0.1, group=SCHEDULE)
+    seed: int = _opt(1, group=SCHEDULE)
+    num_threads: int | None = _opt(None, group=SCHEDULE, help="torch CPU threads per process")
+
+    mixup_layer: int | None = _opt(None, group=XMIXUP, help="1-based (default per task)")
+    alpha: float | None = _opt(
+        None, group=XMIXUP, help="source task-loss weight (default per task)"
+    )
+    lambda0: float = _opt(0.5, group=XMIXUP)
+    gate: str = _opt(
+        "normalized",
+        group=XMIXUP,
+        choices=("normalized", "paper"),
+        help="lambda parametrisation: entropies / log(length) (default) or the paper's raw sum",
+    )
+    pooling: str = _opt(
+        "mean",
+        group=XMIXUP,
+        choices=("mean", "cls"),
+        help="classification head input: the mean of the real tokens (e5 is a mean-pooling "
+        "model) or the first token (reference code)",
+    )
+    freeze_embeddings: bool = _opt(False, group=XMIXUP, help="freeze the word embeddings")
+    source_noise: float = _opt(
+        0.0,
+        group=XMIXUP,
+        metavar="P",
+        help="seeded noisy source as scheduled-sampling stand-in when items have no source_bt",
+    )
+    sampling_k: float | None = _opt(
+        None, group=XMIXUP, help="inverse-sigmoid decay k (default 1000, QA 2000)"
+    )
+    target_labels: str | None = _opt(
+        None,
+        group=XMIXUP,
+        choices=("gold", "pseudo"),
+        help="tagging target loss: gold target_tags or soft pseudo-labels "
+        "(default: gold when every item has target_tags)",
+    )
+    teacher: str | None = _opt(
+        None,
+        group=XMIXUP,
+        metavar="CKPT",
+        help="tagging checkpoint that pseudo-labels the target words",
+    )
+
+    select: str | None = _opt(
+        None,
+        group=SELECTION,
+        choices=("best", "last"),
+        help="final weights (default: best when --eval is given)",
+    )
+    select_on: str = _opt(
+        "target",
+        group=SELECTION,
+        choices=("target", "source"),
+        help="score dev on the target or on its English side only (true zero-shot)",
+    )
+    average_checkpoints: int = _opt(
+        0,
+        group=SELECTION,
+        metavar="N",
+        help="average the weights of the last N saved checkpoints",
+    )
+    eval_steps: int | None = _opt(None, group=SELECTION, help="default: total steps / 5")
+    save_steps: int | None = _opt(None, group=SELECTION, help="default: --eval-steps")
+    logging_steps: int | None = _opt(None, group=SELECTION)
+    eval_batch_size: int = _opt(32, group=SELECTION)
+    resume: bool = _opt(False, group=SELECTION, help="continue from the last checkpoint in --out")
+    skip_bad: bool = _opt(False, group=SELECTION, help="skip and count invalid JSONL lines")
+    disable_tqdm: bool = _opt(False, group=SELECTION, flag="--no-progress", help="no progress bars")
+
+    def check(self) -> None:
+        """Refuse flag combinations that cannot work, before anything heavy is loaded."""
+        if self.select == "best" and not self.eval:
+            raise UserError(
+                "--select best needs --eval FILE", "pass a dev file or use --select last"
+            )
+        if self.select == "best" and self.average_checkpoints:
+            raise UserError(
+                "--select best and --average-checkpoints exclude each other",
+                "checkpoint averaging replaces selection: drop --select best",
+            )
+        if self.select_on not in ("target", "source"):
+            raise UserError(f"--select-on must be target or source, not {self.select_on!r}")
+        if not 0.0 <= self.source_noise <= 1.0:
+            raise UserError(f"--source-noise {self.source_noise} is not a probability in [0, 1]")
+        if self.alpha is not None and not 0.0 <= self.alpha <= 1.0:
+            raise UserError(f"--alpha {self.alpha} is not in [0, 1]")
+        if self.target_labels not in (None, "gold", "pseudo"):
+            raise UserError(f"--target-labels must be gold or pseudo, not {self.target_labels!r}")
+        if self.teacher and self.task != "tag":
+            raise UserError("--teacher is for tagging pseudo-labels only", "drop --teacher")
+        if self.batch_size < 1 or (self.max_steps is not None and self.max_steps < 1):
+            raise UserError("--batch-size and --max-steps must be positive")
+
+
+def _value_type(hint: Any) -> type:
+    """``int`` for ``int | None``; the type itself otherwise."""
+    if isinstance(hint, types.UnionType):
+        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return inner  # type: ignore[no-any-return]
+    return hint  # type: ignore[no-any-return]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One argparse argument per TrainOptions field, in field order, under its group."""
+    hints = typing.get_type_hints(TrainOptions)
+    groups: dict[str | None, Any] = {None: parser}
+    for g in GROUPS:
+        groups[g] = parser.add_argument_group(g)
+    for f in dataclasses.fields(TrainOptions):
+        meta = f.metadata
+        flag = meta["flag"] or "--" + f.name.replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": f.name, "help": meta["help"]}
+        if f.default is dataclasses.MISSING:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = f.default
+        value_type = _value_type(hints[f.name])
+        if value_type is bool:
+            kwargs["action"] = "store_true"
+        else:
+            if value_type is not str:
+                kwargs["type"] = value_type
+            if meta["choices"] is not None:
+                kwargs["choices"] = meta["choices"]
+            if meta["metavar"] is not None:
+                kwargs["metavar"] = meta["metavar"]
+        groups[meta["group"]].add_argument(flag, **kwargs)
+
+
+def from_namespace(args: argparse.Namespace) -> TrainOptions:
+    """The TrainOptions that parsed command-line arguments hold."""
+    return TrainOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainOptions)})
