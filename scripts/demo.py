@@ -15,6 +15,11 @@ stamp per stage in <out>/.stamps/ holds the hash of its inputs. Every artifact i
 under <out>/.tmp/ and renamed into place when complete, so Ctrl-C never leaves a half-written
 checkpoint, bundle or summary.
 
+This file reads the settings and handles interrupts; the rest lives beside it: demo_plan (the
+tasks and their budgets), demo_session (one run's state, stamps and stage lines), demo_stages
+(backbone → evaluate), demo_summary (summary.json), demo_serve (the service and its curl
+examples), demo_console (terminal lines, log tee), demo_files (input hashes, atomic writes).
+
 Environment (all optional):
   DEMO_STEPS     training steps for every task (default per task: classify 100, tag 80, qa 180)
   DEMO_SERVE     0 = build everything and print the summary, do not start the server

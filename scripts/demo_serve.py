@@ -87,6 +87,23 @@ def stage_serve(demo: Demo, bundles_dir: Path) -> int:
     base = f"http://{demo.host}:{demo.port}"
     what = f"starting the service on {base}"
     started = demo.begin(what)
+    demo.logs.mkdir(parents=True, exist_ok=True)
+    log_path = demo.logs / "serve.log"
+    server = _start_server(demo, bundles_dir, log_path)
+    _wait_ready(demo, server, base, log_path)
+    demo.done(what, started)
+    say()
+    say(colour("1", f"Playground:  {base}/        API docs: {base}/docs"))
+    say()
+    _print_examples(base)
+    say(
+        f"The service runs until Ctrl-C (it finishes in-flight requests first). "
+        f"Its log: {rel(log_path)}"
+    )
+    return server.wait()
+
+
+def _start_server(demo: Demo, bundles_dir: Path, log_path: Path) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable,
         "-m",
@@ -102,11 +119,13 @@ def stage_serve(demo: Demo, bundles_dir: Path) -> int:
     ]
     if demo.threads:
         cmd += ["--intra-op-threads", str(demo.threads)]
-    demo.logs.mkdir(parents=True, exist_ok=True)
-    log_path = demo.logs / "serve.log"
     log = log_path.open("ab")
     server = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    demo.child = server
+    demo.child = server  # from here on an interrupt stops it
+    return server
+
+
+def _wait_ready(demo: Demo, server: subprocess.Popen[bytes], base: str, log_path: Path) -> None:
     deadline = time.monotonic() + 120
     while True:
         if server.poll() is not None:
@@ -125,16 +144,15 @@ def stage_serve(demo: Demo, bundles_dir: Path) -> int:
         try:
             with urllib.request.urlopen(base + "/readyz", timeout=2) as resp:
                 if resp.status == 200:
-                    break
+                    return
         except (urllib.error.URLError, OSError):
             pass
         if time.monotonic() > deadline:
             raise DemoError("the service did not become ready in 120 s (see its log above)")
         time.sleep(0.3)
-    demo.done(what, started)
-    say()
-    say(colour("1", f"Playground:  {base}/        API docs: {base}/docs"))
-    say()
+
+
+def _print_examples(base: str) -> None:
     for route in ("classify", "tag", "qa"):
         say(colour("1", f"# /{route} — {EXAMPLE_LANG[route]}, with its English source"))
         say(curl_for(base, route))
@@ -143,8 +161,3 @@ def stage_serve(demo: Demo, bundles_dir: Path) -> int:
         except (urllib.error.URLError, OSError, KeyError, ValueError) as exc:
             say(colour("33", f"# (could not run it here: {exc})"))
         say()
-    say(
-        f"The service runs until Ctrl-C (it finishes in-flight requests first). "
-        f"Its log: {rel(log_path)}"
-    )
-    return server.wait()

@@ -133,6 +133,19 @@ def test_missing_demo_data_says_how_to_rebuild_it(
     assert not (tmp_path / "demo").exists()  # nothing built, nothing stamped
 
 
+@pytest.mark.parametrize("route", ["classify", "tag", "qa"])
+def test_printed_curl_sends_the_example_verbatim(scripts_path: Path, route: str) -> None:
+    import shlex
+
+    from demo_serve import EXAMPLES, curl_for
+
+    command = curl_for("http://127.0.0.1:8000", route)
+    words = shlex.split(command.split("|")[0].replace("\\\n", " "))
+    assert words[:3] == ["curl", "-s", f"http://127.0.0.1:8000/{route}"]
+    # The QA context's apostrophe ("World's Fair") survives the shell's single quotes.
+    assert json.loads(words[words.index("-d") + 1]) == EXAMPLES[route]
+
+
 def test_demo_rejects_bad_settings(tmp_path: Path, tiny_backbone: Path) -> None:
     bad = _run(tmp_path / "demo", tiny_backbone, steps="lots")
     assert bad.returncode == 1
