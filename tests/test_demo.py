@@ -62,7 +62,8 @@ def test_demo_pipeline_builds_then_reuses(tiny_backbone: Path, tmp_path: Path) -
         assert isinstance(entry["value"], float) and 0.0 <= entry["value"] <= 100.0
         assert entry["steps"] == 2
         assert entry["seconds"] > 0
-        bundle = Path(entry["bundle"])
+        # Relative to the repository when under it; this DEMO_OUT lies outside, so absolute.
+        bundle = ROOT / entry["bundle"]
         assert bundle == out / "bundles" / task
         manifest = load_bundle(bundle).manifest  # verifies files and checksums
         assert manifest.task == task and manifest.method == "xmixup"
@@ -89,6 +90,60 @@ def test_demo_pipeline_builds_then_reuses(tiny_backbone: Path, tmp_path: Path) -
     assert json.loads((out / "summary.json").read_text())["classify"]["value"] == pytest.approx(
         summary["classify"]["value"]
     )
+
+
+@pytest.fixture
+def scripts_path(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The demo's modules importable as `python scripts/demo.py` imports them."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    return ROOT / "scripts"
+
+
+def test_summary_names_bundles_relative_to_the_repository(scripts_path: Path) -> None:
+    from demo_plan import PLANS
+    from demo_session import Demo
+    from demo_summary import summary_entry
+
+    demo = Demo(ROOT / "demo", None, False, None, "127.0.0.1", 8000, None)
+    res = {"metric": "accuracy", "avg": 81.5, "per_lang": {"is": 80.0}, "lambda": {"mean": 0.4}}
+    entry = summary_entry(demo, PLANS[0], ROOT / "demo" / "bundles" / "classify", res, 1.25, 2.0)
+    assert entry["bundle"] == "demo/bundles/classify"
+    assert entry["data"] == "examples/data/sib200"
+    assert (entry["value"], entry["steps"], entry["seconds"]) == (81.5, 100, 3.2)
+    assert entry["lambda_mean"] == 0.4 and entry["per_lang"] == {"is": 80.0}
+    # Outside the repository a relative path would name a different place: kept absolute.
+    elsewhere = Path("/elsewhere/demo/bundles/classify")
+    assert summary_entry(demo, PLANS[0], elsewhere, res, 1.0, 1.0)["bundle"] == str(elsewhere)
+
+
+def test_missing_demo_data_says_how_to_rebuild_it(
+    scripts_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import demo_stages
+    from demo_plan import DemoError
+    from demo_session import Demo
+
+    monkeypatch.setattr(demo_stages, "DATA", tmp_path / "data")
+    demo = Demo(tmp_path / "demo", None, False, None, "127.0.0.1", 8000, None)
+    with pytest.raises(DemoError) as caught:
+        demo_stages.stage_data(demo)
+    message = str(caught.value)
+    assert str(tmp_path / "data" / "sib200" / "train.jsonl") in message
+    assert "examples/data/build.sh DATA_ROOT" in message
+    assert not (tmp_path / "demo").exists()  # nothing built, nothing stamped
+
+
+@pytest.mark.parametrize("route", ["classify", "tag", "qa"])
+def test_printed_curl_sends_the_example_verbatim(scripts_path: Path, route: str) -> None:
+    import shlex
+
+    from demo_serve import EXAMPLES, curl_for
+
+    command = curl_for("http://127.0.0.1:8000", route)
+    words = shlex.split(command.split("|")[0].replace("\\\n", " "))
+    assert words[:3] == ["curl", "-s", f"http://127.0.0.1:8000/{route}"]
+    # The QA context's apostrophe ("World's Fair") survives the shell's single quotes.
+    assert json.loads(words[words.index("-d") + 1]) == EXAMPLES[route]
 
 
 def test_demo_rejects_bad_settings(tmp_path: Path, tiny_backbone: Path) -> None:

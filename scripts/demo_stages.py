@@ -1,0 +1,164 @@
+"""The build stages of `make demo`: backbone, data check, then per task train → export →
+evaluate. Each stage prints its line, reuses its stamped outputs when its inputs are unchanged,
+and otherwise runs the matching `xmixup` command into scratch space before renaming."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from demo_console import rel
+from demo_files import file_digest, install_dir, stage_key
+from demo_plan import COMMON_TRAIN, DATA, PLANS, DemoError, TaskPlan
+from demo_session import Demo
+
+
+def stage_backbone(demo: Demo) -> Path:
+    what = "materialising the backbone"
+    if demo.backbone_arg:
+        what = f"checking the backbone {demo.backbone_arg}"
+    started = demo.begin(what)
+    from training.backbone import resolve_backbone
+
+    path = Path(resolve_backbone(demo.backbone_arg)).resolve()
+    demo.done(what, started, str(path))
+    return path
+
+
+def stage_data(demo: Demo) -> dict[str, str]:
+    files = {
+        f"{p.data}/{split}": DATA / p.data / f"{split}.jsonl"
+        for p in PLANS
+        for split in ("train", "eval")
+    }
+    missing = [str(f) for f in files.values() if not f.is_file()]
+    if missing:
+        raise DemoError(
+            f"demo data missing: {', '.join(missing)}; restore examples/data/ from git "
+            "(git checkout -- examples/data) or rebuild it from the public sets with "
+            "examples/data/build.sh DATA_ROOT (the data root layout: training/data/README.md)"
+        )
+    digests = {name: file_digest(path) for name, path in files.items()}
+    what = "checking the demo data (SIB-200, UD PUD, XQuAD samples in examples/data/)"
+    started = demo.begin(what)
+    key = stage_key(stage="data", digests=digests)
+    counts = {name: sum(1 for _ in path.open(encoding="utf-8")) for name, path in files.items()}
+    note = ", ".join(
+        f"{n} {counts[f'{n}/train']}+{counts[f'{n}/eval']}" for n in ("sib200", "pud", "xquad")
+    )
+    if demo.stamp_ok("data", key):
+        demo.reused(what, note + " train+eval items")
+        return digests
+    from training.data.schema import read_jsonl  # validates every line (file:line:field errors)
+
+    for plan in PLANS:
+        for split in ("train", "eval"):
+            read_jsonl(files[f"{plan.data}/{split}"], plan.task)
+    demo.write_stamp("data", key)
+    demo.done(what, started, note + " train+eval items, all valid")
+    return digests
+
+
+def stage_train(
+    demo: Demo, plan: TaskPlan, backbone: Path, backbone_id: str, digests: dict[str, str]
+) -> tuple[Path, str, float]:
+    steps = demo.steps_for(plan)
+    what = f"training the {plan.task} model: {plan.title}, {steps} steps"
+    started = demo.begin(what)
+    ckpt = demo.out / "checkpoints" / plan.task
+    args = [
+        "train",
+        "--task",
+        plan.task,
+        "--train",
+        str(DATA / plan.data / "train.jsonl"),
+        "--backbone",
+        str(backbone),
+        "--max-steps",
+        str(steps),
+        "--batch-size",
+        str(plan.batch_size),
+        "--max-length",
+        str(plan.max_length),
+        "--lr",
+        plan.lr,
+        *COMMON_TRAIN,
+    ]
+    # Thread counts change speed, not the model: they are not part of the stage's key.
+    key = stage_key(
+        stage="train", args=args, backbone=backbone_id, data=digests[f"{plan.data}/train"]
+    )
+    if demo.threads:
+        args += ["--num-threads", str(demo.threads)]
+    stamp = demo.stamp_ok(f"train-{plan.task}", key, ckpt / "config.json")
+    if stamp:
+        demo.reused(what)
+        return ckpt, key, float(stamp.get("seconds", 0.0))
+    tmp = demo.fresh_tmp(f"checkpoint-{plan.task}")
+    demo.xmixup([*args, "--out", str(tmp)], f"train-{plan.task}")
+    install_dir(tmp, ckpt)
+    took = demo.done(what, started)
+    demo.write_stamp(f"train-{plan.task}", key, seconds=round(took, 1))
+    return ckpt, key, took
+
+
+def stage_export(demo: Demo, plan: TaskPlan, ckpt: Path, train_key: str) -> tuple[Path, str, float]:
+    what = f"exporting the {plan.task} bundle (ONNX, parity-checked against PyTorch)"
+    started = demo.begin(what)
+    bundle = demo.out / "bundles" / plan.task
+    key = stage_key(stage="export", train=train_key)
+    stamp = demo.stamp_ok(f"export-{plan.task}", key, bundle / "manifest.json")
+    if stamp:
+        demo.reused(what, rel(bundle))
+        return bundle, key, float(stamp.get("seconds", 0.0))
+    tmp = demo.fresh_tmp(f"bundle-{plan.task}")
+    # --name is the directory's final name: the service names models after their directory.
+    demo.xmixup(
+        ["export", "--checkpoint", str(ckpt), "--out", str(tmp), "--name", plan.task],
+        f"export-{plan.task}",
+    )
+    install_dir(tmp, bundle)
+    took = demo.done(what, started, rel(bundle))
+    demo.write_stamp(f"export-{plan.task}", key, seconds=round(took, 1))
+    return bundle, key, took
+
+
+def stage_evaluate(
+    demo: Demo, plan: TaskPlan, bundle: Path, export_key: str, digests: dict[str, str]
+) -> dict[str, Any]:
+    what = f"evaluating the {plan.task} bundle on {plan.data}/eval.jsonl (onnxruntime)"
+    started = demo.begin(what)
+    out = demo.out / "eval" / f"{plan.task}.json"
+    key = stage_key(stage="evaluate", export=export_key, data=digests[f"{plan.data}/eval"])
+    if demo.stamp_ok(f"eval-{plan.task}", key, out):
+        res = json.loads(out.read_text())
+        demo.reused(what, _metric_note(res))
+        return res
+    tmp = demo.fresh_tmp(f"eval-{plan.task}.json")
+    args = [
+        "evaluate",
+        "--model",
+        str(bundle),
+        "--data",
+        str(DATA / plan.data / "eval.jsonl"),
+        "--out",
+        str(tmp),
+    ]
+    if demo.threads:
+        args += ["--num-threads", str(demo.threads)]
+    demo.xmixup(args, f"eval-{plan.task}")
+    res = json.loads(tmp.read_text())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, out)
+    demo.write_stamp(f"eval-{plan.task}", key)
+    demo.done(what, started, _metric_note(res))
+    return res
+
+
+def _metric_note(res: dict[str, Any]) -> str:
+    langs = ", ".join(f"{k} {v:.1f}" for k, v in sorted(res.get("per_lang", {}).items()))
+    lam = res.get("lambda", {}).get("mean")
+    lam_note = f"; mean λ {lam:.2f}" if isinstance(lam, (int, float)) else ""
+    return f"{res['metric']} {res['avg']:.1f} ({langs}){lam_note}"

@@ -1,0 +1,53 @@
+"""`<out>/summary.json`: per task its bundle, eval metric and build times, written once every
+task is built and printed as the demo's closing table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from demo_console import colour, fmt_s, rel, say
+from demo_files import atomic_write
+from demo_plan import ROOT, TaskPlan, repo_path
+from demo_session import Demo
+
+
+def summary_entry(
+    demo: Demo,
+    plan: TaskPlan,
+    bundle: Path,
+    res: dict[str, Any],
+    train_s: float,
+    export_s: float,
+) -> dict[str, Any]:
+    """One task's line of summary.json from its bundle and evaluation result."""
+    return {
+        "bundle": repo_path(bundle),
+        "metric": res["metric"],
+        "value": float(res["avg"]),
+        "per_lang": res.get("per_lang", {}),
+        "lambda_mean": res.get("lambda", {}).get("mean"),
+        "steps": demo.steps_for(plan),
+        "seconds": round(train_s + export_s, 1),
+        "train_seconds": round(train_s, 1),
+        "export_seconds": round(export_s, 1),
+        "data": f"examples/data/{plan.data}",
+    }
+
+
+def write_summary(demo: Demo, summary: dict[str, Any]) -> Path:
+    path = demo.out / "summary.json"
+    atomic_write(path, json.dumps(summary, indent=2) + "\n")
+    return path
+
+
+def print_summary(path: Path, summary: dict[str, Any], built_s: float) -> None:
+    say()
+    say(colour("1", f"Summary ({rel(path)}), built in {fmt_s(built_s)}:"))
+    for task, s in summary.items():
+        say(
+            f"  {task:<9} {s['metric']:<9} {s['value']:6.1f}   bundle {rel(ROOT / s['bundle'])}"
+            f"   (train+export {fmt_s(s['seconds'])})"
+        )
+    say()
