@@ -5,7 +5,7 @@
 
 Everything is measured side by side in one run on the same inputs and thread count:
 PyTorch eager (`XMixupModel.predict`, inference_mode), the exported fp32 bundle and int8
-bundle(s) through the service's loader (`Bundle.create_session`). Sequence lengths 64/128/256
+bundle(s) through the service's runner (`xmixup.core.runner.Runner`). Sequence lengths 64/128/256
 (target and source of the same length), batch 8. Without a checkpoint a freshly initialised
 classification XMixupModel on `resolve_backbone(None)` is used (throughput does not depend on
 training); its int8 "metric delta" is then the bound given by argmax disagreement.
@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     from model_export.quantize import QuantizeOptions
     from training.modeling import XMixupModel
     from xmixup.core.bundle import load_bundle
+    from xmixup.core.runner import Runner
 
     torch.set_num_threads(args.threads)
     lengths = [int(x) for x in args.lengths.split(",")]
@@ -159,10 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         say(f"int8 [{name}] export {time.perf_counter() - t0:.0f}s: {options.as_dict()}")
 
     # --- throughput, side by side on the same inputs
-    sessions = {"ort_fp32": load_bundle(fp32.path).create_session("cpu", args.threads).session}
+    runners = {"ort_fp32": Runner.for_bundle(load_bundle(fp32.path), "cpu", args.threads)}
     for name, result in int8.items():
-        sessions[f"ort_int8_{name}"] = (
-            load_bundle(result.path).create_session("cpu", args.threads).session
+        runners[f"ort_int8_{name}"] = Runner.for_bundle(
+            load_bundle(result.path), "cpu", args.threads
         )
     order = (
         "target_input_ids",
@@ -181,9 +182,8 @@ def main(argv: list[str] | None = None) -> int:
                 model.predict(*tensors)
 
         row["torch_eager"] = args.batch / timeit(run_torch, reps)
-        for name, session in sessions.items():
-            inputs = {i.name: feeds[i.name] for i in session.get_inputs()}
-            row[name] = args.batch / timeit(lambda s=session, f=inputs: s.run(None, f), reps)
+        for name, runner in runners.items():
+            row[name] = args.batch / timeit(lambda r=runner, f=feeds: r.run(f), reps)
         raw[str(length)] = {k: round(v, 2) for k, v in row.items()}
         say(f"L={length} items/s: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()))
 

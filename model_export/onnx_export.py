@@ -36,6 +36,10 @@ from model_export.parity import (
     run_parity,
 )
 from xmixup.core import bundle as bundle_mod
+from xmixup.core.manifest import MODEL_NAME, TOKENIZER_NAME, Manifest
+from xmixup.core.runner import Runner
+from xmixup.core.special_tokens import pad_id_of, read_special_tokens
+from xmixup.core.vocab import INPUT_NAMES, TASK_OUTPUTS
 from xmixup.errors import UserError
 
 if TYPE_CHECKING:
@@ -47,7 +51,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 18
 EXPORTERS = ("auto", "legacy", "dynamo")
-TASK_OUTPUTS = bundle_mod.TASK_OUTPUTS
 # Above this many parameter bytes the graph cannot be one protobuf (2 GiB hard limit).
 EXTERNAL_DATA_BYTES = 1_800_000_000
 AXES = {
@@ -66,7 +69,7 @@ class ExportError(UserError):
 def graph_inputs(method: str) -> tuple[str, ...]:
     """The inputs a method's graph really takes (manifest.inputs; the service feeds these)."""
     if method == "xmixup":
-        return bundle_mod.INPUT_NAMES
+        return INPUT_NAMES
     if method == "translate-test":
         return ("source_input_ids", "source_attention_mask")
     return ("target_input_ids", "target_attention_mask")  # translate-train, zero-shot
@@ -283,20 +286,10 @@ def torch_runner(model: XMixupModel, inputs: Sequence[str], outputs: Sequence[st
     return run
 
 
-def ort_runner(path: Path, outputs: Sequence[str], *, threads: int | None = None) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def run(feeds: Feeds) -> dict[str, np.ndarray]:
-        values = session.run(list(outputs), feeds)
-        return dict(zip(outputs, (np.asarray(v) for v in values), strict=True))
-
-    return run
+def ort_runner(
+    path: Path, outputs: Sequence[str], *, inputs: Sequence[str], threads: int | None = None
+) -> Any:
+    return Runner(path, inputs, outputs, intra_op_threads=threads).run
 
 
 def real_cases(
@@ -329,8 +322,7 @@ def real_cases(
         use_bt=False,
     )
     feats = featurizer(records[:limit])
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 1
-    collate = Collator(config.task, int(pad_id))
+    collate = Collator(config.task, pad_id_of(tokenizer))
     cases: list[tuple[str, Feeds]] = []
     for start in range(0, len(feats), batch_size):
         batch = collate(feats[start : start + batch_size])
@@ -346,7 +338,7 @@ def real_cases(
 @dataclass
 class ExportResult:
     path: Path
-    manifest: bundle_mod.Manifest
+    manifest: Manifest
     log: dict[str, Any] = field(default_factory=dict)
 
 
@@ -377,7 +369,7 @@ def _save_final(src: Path, dst: Path, external: bool) -> None:
         onnx.save_model(model, str(dst))
 
 
-def export_bundle(checkpoint: str | Path, out: str | Path, **options: Any) -> bundle_mod.Manifest:
+def export_bundle(checkpoint: str | Path, out: str | Path, **options: Any) -> Manifest:
     """`xmixup export`: the whole pipeline; returns the written bundle's manifest.
 
     Takes the keyword options of :func:`export_bundle_result`.
@@ -441,7 +433,7 @@ def export_bundle_result(
         # -- cases: generated (batch 1 and 3, unequal lengths, padding) + real items
         cases = generated_cases(
             int(enc_cfg.vocab_size),
-            pad_id=int(enc_cfg.pad_token_id or 0),
+            pad_id=read_special_tokens(checkpoint / "tokenizer.json").pad_id,
             inputs=inputs,
         )
         real: list[tuple[str, Feeds]] = []
@@ -463,7 +455,7 @@ def export_bundle_result(
                 config.task,
                 all_cases,
                 torch_fn,
-                ort_runner(path, outputs),
+                ort_runner(path, outputs, inputs=inputs),
                 max_answer_length=config.max_answer_length,
             )
 
@@ -534,8 +526,8 @@ def export_bundle_result(
         # -- the bundle, staged then moved into place
         stage = tmp / "bundle"
         stage.mkdir()
-        _save_final(final, stage / bundle_mod.MODEL_NAME, external)
-        shutil.copyfile(checkpoint / "tokenizer.json", stage / bundle_mod.TOKENIZER_NAME)
+        _save_final(final, stage / MODEL_NAME, external)
+        shutil.copyfile(checkpoint / "tokenizer.json", stage / TOKENIZER_NAME)
         log["seconds"] = round(time.perf_counter() - t_start, 1)
         log["source_stream"] = _source_stream_work(model)
         fields = {
@@ -565,8 +557,7 @@ def export_bundle_result(
             )
         bundle_mod.write_manifest(stage, fields)
         # The service's own code path: checksums + session + I/O names.
-        loaded = bundle_mod.load_bundle(stage)
-        loaded.create_session("cpu")
+        Runner.for_bundle(bundle_mod.load_bundle(stage), "cpu")
         if out.exists():
             shutil.rmtree(out)
         shutil.move(str(stage), str(out))

@@ -33,6 +33,7 @@ from training.evaluate import TorchPredictor, eval_view, evaluate_records, forma
 from training.features import Collator, Featurizer, record_dict, source_only
 from training.losses import target_only_loss, xmixup_loss
 from training.sampling import SamplingPlan, make_plan
+from xmixup.core.special_tokens import pad_id_of
 from xmixup.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -565,7 +566,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         # freezing it keeps the shared vocabulary aligned across languages and halves optimizer state.
         model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
     tokenizer = AutoTokenizer.from_pretrained(str(backbone))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 1
+    pad_id = pad_id_of(tokenizer)
 
     # ---- features
     alpha = opts.alpha if opts.alpha is not None else DEFAULT_ALPHA[task]
