@@ -113,3 +113,15 @@ def test_a_version_1_bundle_is_served_and_evaluated_with_its_tokenizers_pad_id(
     predictor = OnnxPredictor(bundle_dir)
     assert predictor.pad_id == 3
     assert [_padding(feeds) for feeds in _evaluation_feeds(predictor, monkeypatch)] == [{3}]
+
+
+def test_the_exporter_records_the_checkpoints_pad_id(tiny_backbone: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from model_export.onnx_export import export_bundle
+    from tests.tiny import PAD_ID, make_tiny_checkpoint
+
+    ckpt = make_tiny_checkpoint(tmp_path, "classify", ["a", "b", "c"], backbone_dir=tiny_backbone)
+    manifest = export_bundle(ckpt, tmp_path / "models" / "tiny", optimize=False)
+    assert manifest.format_version == 2 and manifest.pad_id == PAD_ID
+    assert manifest.special_tokens == read_special_tokens(ckpt / "tokenizer.json")
+    assert _served(tmp_path / "models", "tiny").batcher.pad_id == PAD_ID

@@ -187,9 +187,6 @@ def verify_bundle(bundle_dir: str | Path) -> Manifest:
     return manifest
 
 
-# --------------------------------------------------------------------------------------------
-# Loader
-# --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Bundle:
     """A verified bundle: its manifest and file paths."""
