@@ -5,7 +5,7 @@
 
 Everything is measured side by side in one run on the same inputs and thread count:
 PyTorch eager (`XMixupModel.predict`, inference_mode), the exported fp32 bundle and int8
-bundle(s) through the service's loader (`Bundle.create_session`). Sequence lengths 64/128/256
+bundle(s) through the service's runner (`xmixup.core.runner.Runner`). Sequence lengths 64/128/256
 (target and source of the same length), batch 8. Without a checkpoint a freshly initialised
 classification XMixupModel on `resolve_backbone(None)` is used (throughput does not depend on
 training); its int8 "metric delta" is then the bound given by argmax disagreement.
@@ -161,12 +161,13 @@ def throughput(
     import torch
 
     from xmixup.core.bundle import load_bundle
+    from xmixup.core.runner import Runner
     from xmixup.core.vocab import INPUT_NAMES
 
-    sessions = {"ort_fp32": load_bundle(fp32.path).create_session("cpu", args.threads).session}
+    runners = {"ort_fp32": Runner.for_bundle(load_bundle(fp32.path), "cpu", args.threads)}
     for name, result in int8.items():
-        sessions[f"ort_int8_{name}"] = (
-            load_bundle(result.path).create_session("cpu", args.threads).session
+        runners[f"ort_int8_{name}"] = Runner.for_bundle(
+            load_bundle(result.path), "cpu", args.threads
         )
     vocab = int(model.encoder.config.vocab_size)
     raw: dict[str, dict[str, float]] = {}
@@ -180,9 +181,8 @@ def throughput(
                 model.predict(*tensors)
 
         row["torch_eager"] = args.batch / timeit(run_torch, reps)
-        for name, session in sessions.items():
-            inputs = {i.name: feeds[i.name] for i in session.get_inputs()}
-            row[name] = args.batch / timeit(lambda s=session, f=inputs: s.run(None, f), reps)
+        for name, runner in runners.items():
+            row[name] = args.batch / timeit(lambda r=runner, f=feeds: r.run(f), reps)
         raw[str(length)] = {k: round(v, 2) for k, v in row.items()}
         say(f"L={length} items/s: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()))
     return raw

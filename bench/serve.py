@@ -130,14 +130,15 @@ def requests_payloads(n: int) -> list[dict[str, Any]]:
 def bench_ort(
     bundle_dir: Path, batch: int, threads: int | None, duration: float, device: str
 ) -> dict[str, float]:
-    from service.engine import Engine, Row, pad_rows
+    from service.engine import Row, pad_rows
     from service.tokenization import TextEncoder
     from xmixup.core.bundle import load_bundle
+    from xmixup.core.runner import Runner
 
     bundle = load_bundle(bundle_dir)
     m = bundle.manifest
     enc = TextEncoder(bundle.tokenizer_path, m.max_length)
-    engine = Engine(bundle, device, threads)
+    engine = Runner.for_bundle(bundle, device, threads)
     n = batch * 4  # one batcher window
     t_enc, _ = enc.encode_texts([SENTENCES[i % len(SENTENCES)][0] for i in range(n)], [True] * n)
     s_enc, _ = enc.encode_texts([SENTENCES[i % len(SENTENCES)][1] for i in range(n)], [True] * n)
@@ -146,7 +147,7 @@ def bench_ort(
         for t, s in zip(t_enc, s_enc, strict=True)
     ]
     rows.sort(key=lambda r: r.cost)  # the batcher sorts each window by length
-    batches = [pad_rows(rows[i : i + batch], enc.info.pad_id)[0] for i in range(0, n, batch)]
+    batches = [pad_rows(rows[i : i + batch], bundle.pad_id)[0] for i in range(0, n, batch)]
     engine.run(batches[0])  # warm-up
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < duration:

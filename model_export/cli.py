@@ -86,6 +86,8 @@ def _run_verify(args: argparse.Namespace) -> int:
     print(f"{bundle.path}: format {manifest.format_version}, {manifest.name}, task {manifest.task}")
     print(f"  checksums ok: {files}")
     if not args.no_load:
-        _, provider = bundle.create_session(args.device)
-        print(f"  onnxruntime session ok on {provider}; inputs {manifest.inputs}")
+        from xmixup.core.runner import Runner
+
+        runner = Runner.for_bundle(bundle, args.device)
+        print(f"  onnxruntime session ok on {runner.provider}; inputs {manifest.inputs}")
     return 0

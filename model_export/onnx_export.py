@@ -48,6 +48,9 @@ from model_export.quantize import QuantizeOptions
 from model_export.trace import DEFAULT_OPSET, export_onnx, graph_inputs, torch_runner
 from model_export.verify_data import real_cases
 from xmixup.core import bundle as bundle_mod
+from xmixup.core.manifest import MODEL_NAME, TOKENIZER_NAME, Manifest
+from xmixup.core.runner import Runner
+from xmixup.core.special_tokens import read_special_tokens
 from xmixup.core.vocab import TASK_OUTPUTS
 
 if TYPE_CHECKING:
@@ -62,7 +65,7 @@ EXTERNAL_DATA_BYTES = 1_800_000_000
 @dataclass
 class ExportResult:
     path: Path
-    manifest: bundle_mod.Manifest
+    manifest: Manifest
     log: ExportLog
 
 
@@ -81,20 +84,10 @@ class LoadedModel:
 
 
 # ----------------------------------------------------------------------------- runners
-def ort_runner(path: Path, outputs: Sequence[str], *, threads: int | None = None) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def run(feeds: Feeds) -> dict[str, np.ndarray]:
-        values = session.run(list(outputs), feeds)
-        return dict(zip(outputs, (np.asarray(v) for v in values), strict=True))
-
-    return run
+def ort_runner(
+    path: Path, outputs: Sequence[str], *, inputs: Sequence[str], threads: int | None = None
+) -> Any:
+    return Runner(path, inputs, outputs, intra_op_threads=threads).run
 
 
 class Verifier:
@@ -104,6 +97,7 @@ class Verifier:
     def __init__(self, loaded: LoadedModel, cases: list[tuple[str, Feeds]]) -> None:
         self.task = loaded.model.config.task
         self.max_answer_length = loaded.model.config.max_answer_length
+        self.inputs = loaded.inputs
         self.outputs = loaded.outputs
         self.cases = cases
         self._reference = torch_runner(loaded.model, loaded.inputs, loaded.outputs)
@@ -120,7 +114,7 @@ class Verifier:
             self.task,
             self.cases,
             self._torch,
-            ort_runner(path, self.outputs),
+            ort_runner(path, self.outputs, inputs=self.inputs),
             max_answer_length=self.max_answer_length,
         )
 
@@ -153,7 +147,9 @@ def parity_cases(
     """Generated cases (batch 1 and 3, unequal lengths, padding) + the real items, if any."""
     enc_cfg = loaded.encoder_config
     cases = generated_cases(
-        int(enc_cfg.vocab_size), pad_id=int(enc_cfg.pad_token_id or 0), inputs=loaded.inputs
+        int(enc_cfg.vocab_size),
+        pad_id=read_special_tokens(options.checkpoint / "tokenizer.json").pad_id,
+        inputs=loaded.inputs,
     )
     if options.verify_data is not None:
         real = real_cases(options.verify_data, loaded.model, options.checkpoint, loaded.inputs)
@@ -253,8 +249,8 @@ def write_bundle(
 ) -> None:
     """model.onnx, tokenizer.json and manifest.json into `stage`, then load it as served."""
     stage.mkdir()
-    _save_final(final, stage / bundle_mod.MODEL_NAME, loaded.external)
-    shutil.copyfile(options.checkpoint / "tokenizer.json", stage / bundle_mod.TOKENIZER_NAME)
+    _save_final(final, stage / MODEL_NAME, loaded.external)
+    shutil.copyfile(options.checkpoint / "tokenizer.json", stage / TOKENIZER_NAME)
     fields = manifest_fields(
         loaded.model,
         options.checkpoint,
@@ -268,8 +264,7 @@ def write_bundle(
     )
     bundle_mod.write_manifest(stage, fields)
     # The service's own code path: checksums + session + I/O names.
-    loaded_bundle = bundle_mod.load_bundle(stage)
-    loaded_bundle.create_session("cpu")
+    Runner.for_bundle(bundle_mod.load_bundle(stage), "cpu")
 
 
 def publish(stage: Path, out: Path) -> None:
@@ -279,7 +274,7 @@ def publish(stage: Path, out: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- pipeline
-def export_bundle(checkpoint: str | Path, out: str | Path, **options: Any) -> bundle_mod.Manifest:
+def export_bundle(checkpoint: str | Path, out: str | Path, **options: Any) -> Manifest:
     """`xmixup export`: the whole pipeline; returns the written bundle's manifest.
 
     Takes the keyword options of :func:`export_bundle_result`.

@@ -97,7 +97,7 @@ def optimize_graph(
     nodes_before = len(before.graph.node)
     del before
     # opt_level=0: only the Python fusions (portable graph); the hardware-specific rewrites
-    # happen in the serving session (bundle.create_session uses ORT_ENABLE_ALL).
+    # happen in the serving session (xmixup.core.runner uses ORT_ENABLE_ALL).
     model = optimize_model(
         str(src),
         model_type="bert",

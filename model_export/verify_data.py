@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from model_export.parity import Feeds
+from xmixup.core.special_tokens import pad_id_of
 
 if TYPE_CHECKING:
     from training.modeling import XMixupModel
@@ -47,8 +48,7 @@ def real_cases(
         use_bt=False,
     )
     feats = featurizer(records[:limit])
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 1
-    collate = Collator(config.task, int(pad_id))
+    collate = Collator(config.task, pad_id_of(tokenizer))
     cases: list[tuple[str, Feeds]] = []
     for start in range(0, len(feats), batch_size):
         batch = collate(feats[start : start + batch_size])

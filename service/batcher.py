@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.engine import SEQUENCE_OUTPUTS, Engine, Row, pad_rows
+from service.engine import SEQUENCE_OUTPUTS, Row, pad_rows
 from service.metrics import Metrics
 from service.settings import Settings
+from xmixup.core.runner import Runner
 
 logger = logging.getLogger("service.batcher")
 
@@ -76,7 +77,7 @@ class _Item:
 
 class Batcher:
     def __init__(
-        self, name: str, engine: Engine, pad_id: int, settings: Settings, metrics: Metrics
+        self, name: str, engine: Runner, pad_id: int, settings: Settings, metrics: Metrics
     ) -> None:
         self.name = name
         self.engine = engine

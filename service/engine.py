@@ -1,16 +1,11 @@
-"""The onnxruntime side: one session per bundle, fed exactly the inputs its manifest lists."""
+"""Model rows and their padding into the graph's inputs (the runner is ``xmixup.core.runner``)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from xmixup.core.bundle import Bundle
-
-logger = logging.getLogger("service.engine")
 
 # Outputs with a target-length axis: a row's slice is trimmed to its own (unpadded) length.
 SEQUENCE_OUTPUTS = frozenset({"logits", "start_logits", "end_logits"})
@@ -55,49 +50,3 @@ def pad_rows(rows: Sequence[Row], pad_id: int) -> tuple[dict[str, np.ndarray], i
         feeds["source_attention_mask"] = s_mask
         padded += n * ls
     return feeds, real, padded
-
-
-class Engine:
-    """An onnxruntime session for one bundle.
-
-    On CUDA the run goes through I/O binding: inputs are copied host→device once by ORT's
-    binding and outputs land in host memory directly, sparing the extra output copies and
-    per-run allocation that ``session.run`` does for device outputs.
-    """
-
-    def __init__(
-        self,
-        bundle: Bundle,
-        device: str = "cpu",
-        intra_op_threads: int | None = None,
-        *,
-        spin: bool = True,
-    ) -> None:
-        created = bundle.create_session(device, intra_op_threads, spin=spin)
-        self.session = created.session
-        self.provider = created.provider
-        self.input_names = list(bundle.manifest.inputs)
-        self.output_names = list(bundle.manifest.outputs)
-        self.use_io_binding = self.provider == "CUDAExecutionProvider"
-        logger.info(
-            "model %s: %s on %s%s",
-            bundle.manifest.name,
-            bundle.model_path,
-            self.provider,
-            " (I/O binding)" if self.use_io_binding else "",
-        )
-
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        # Only the inputs the graph takes: baseline bundles have no source stream.
-        inputs = {name: feeds[name] for name in self.input_names}
-        if self.use_io_binding:
-            binding = self.session.io_binding()
-            for name, value in inputs.items():
-                binding.bind_cpu_input(name, value)
-            for name in self.output_names:
-                binding.bind_output(name, "cpu")
-            self.session.run_with_iobinding(binding)
-            values = binding.copy_outputs_to_cpu()
-        else:
-            values = self.session.run(self.output_names, inputs)
-        return dict(zip(self.output_names, values, strict=True))

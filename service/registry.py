@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.batcher import Batcher
-from service.engine import Engine
 from service.errors import ServiceError
 from service.metrics import Metrics
 from service.settings import Settings
 from service.tokenization import TextEncoder
-from xmixup.core.bundle import MANIFEST_NAME, Bundle, Manifest, load_bundle
+from xmixup.core.bundle import Bundle, load_bundle
+from xmixup.core.manifest import MANIFEST_NAME, Manifest
+from xmixup.core.runner import Runner
 from xmixup.errors import UserError
 
 logger = logging.getLogger("service.registry")
@@ -25,7 +26,7 @@ class ModelRuntime:
     name: str
     bundle: Bundle
     encoder: TextEncoder
-    engine: Engine
+    engine: Runner
     batcher: Batcher
 
     @property
@@ -84,10 +85,10 @@ class Registry:
             encoder = TextEncoder(
                 bundle.tokenizer_path, m.max_length, m.doc_stride, m.max_query_length
             )
-            engine = Engine(
+            engine = Runner.for_bundle(
                 bundle, settings.device, settings.intra_op_threads, spin=settings.ort_spin
             )
-            batcher = Batcher(name, engine, encoder.info.pad_id, settings, metrics)
+            batcher = Batcher(name, engine, bundle.pad_id, settings, metrics)
             models[name] = ModelRuntime(name, bundle, encoder, engine, batcher)
             logger.info(
                 "loaded model %s (task %s, method %s, %s, max_length %d) from %s",

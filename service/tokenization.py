@@ -93,7 +93,6 @@ def split_words(text: str) -> list[tuple[str, int, int]]:
 
 @dataclass(frozen=True)
 class TokenizerInfo:
-    pad_id: int
     max_length: int
     special_single: int
     special_pair: int
@@ -126,11 +125,7 @@ class TextEncoder:
             stride = effective_doc_stride(max_length, max_query_length, doc_stride)
             self.windowing = Tokenizer.from_str(base.to_str())
             self.windowing.enable_truncation(max_length, stride=stride, strategy="only_second")
-        pad_id = next(
-            (i for t in ("<pad>", "[PAD]", "<PAD>") if (i := base.token_to_id(t)) is not None), 0
-        )
         self.info = TokenizerInfo(
-            pad_id=pad_id,
             max_length=max_length,
             special_single=base.num_special_tokens_to_add(False),
             special_pair=base.num_special_tokens_to_add(True),

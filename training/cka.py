@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from training.data.schema import collect_labels
+from xmixup.core.special_tokens import pad_id_of
 from xmixup.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ def cka_report(
     for f in feats:
         first.setdefault(f["example_index"], f)
     feats = list(first.values())
-    collate = Collator(task, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 1)
+    collate = Collator(task, pad_id_of(tokenizer))
     views = {"plain": False}
     if c.method == "xmixup":
         views["mixed"] = True

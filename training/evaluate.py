@@ -21,6 +21,10 @@ import numpy as np
 
 from training import metrics as M
 from training.features import Collator, Featurizer, record_dict, source_only, target_as_source
+from xmixup.core.bundle import load_bundle
+from xmixup.core.manifest import MANIFEST_NAME
+from xmixup.core.runner import Runner
+from xmixup.core.special_tokens import SpecialTokens, pad_id_of
 from xmixup.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -45,7 +49,7 @@ class Predictor:
 
     info: ModelInfo
     tokenizer: Any
-    pad_id: int = 1
+    pad_id: int
     runtime: str = ""
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -60,7 +64,7 @@ class TorchPredictor(Predictor):
     def __init__(self, model: Any, tokenizer: Any) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self.pad_id = _pad_id(tokenizer)
+        self.pad_id = pad_id_of(tokenizer)
         c = model.config
         self.info = ModelInfo(
             c.task,
@@ -103,31 +107,20 @@ class TorchPredictor(Predictor):
 
 
 class OnnxPredictor(Predictor):
-    """An exported bundle run with onnxruntime; feeds exactly the inputs its manifest lists."""
+    """An exported bundle run by the core's runner (the service's), padded with its pad id."""
 
     runtime = "onnxruntime"
 
     def __init__(self, bundle_dir: str | Path, intra_op_threads: int | None = None) -> None:
         from transformers import PreTrainedTokenizerFast
 
-        from xmixup.core.bundle import load_bundle
-
         bundle = load_bundle(bundle_dir)
         m = bundle.manifest
-        self.session = bundle.create_session("cpu", intra_op_threads).session
-        self.inputs = list(m.inputs)
-        self.outputs = list(m.outputs)
+        self.runner = Runner.for_bundle(bundle, "cpu", intra_op_threads)
         self.tokenizer = PreTrainedTokenizerFast(
-            tokenizer_file=str(bundle.tokenizer_path),
-            bos_token="<s>",
-            eos_token="</s>",
-            unk_token="<unk>",
-            pad_token="<pad>",
-            cls_token="<s>",
-            sep_token="</s>",
-            mask_token="<mask>",
+            tokenizer_file=str(bundle.tokenizer_path), **_hf_special_tokens(bundle.special_tokens)
         )
-        self.pad_id = _pad_id(self.tokenizer)
+        self.pad_id = bundle.pad_id
         self.info = ModelInfo(
             m.task,
             m.method,
@@ -140,18 +133,26 @@ class OnnxPredictor(Predictor):
         )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feed = {k: batch[k].astype(np.int64) for k in self.inputs}
-        values = self.session.run(self.outputs, feed)
-        return dict(zip(self.outputs, values, strict=True))
+        return self.runner.run(batch)
 
 
-def _pad_id(tokenizer: Any) -> int:
-    pad = getattr(tokenizer, "pad_token_id", None)
-    return 1 if pad is None else int(pad)
+def _hf_special_tokens(special: SpecialTokens) -> dict[str, str]:
+    """transformers' names for the bundle's special tokens (XLM-R/BERT style: the sequence
+    start is also the classifier token, its end also the separator)."""
+    roles = {
+        "bos_token": special.bos,
+        "cls_token": special.bos,
+        "eos_token": special.eos,
+        "sep_token": special.eos,
+        "unk_token": special.unk,
+        "pad_token": special.pad,
+        "mask_token": special.mask,
+    }
+    return {name: token.token for name, token in roles.items() if token is not None}
 
 
 def is_bundle(path: str | Path) -> bool:
-    return (Path(path) / "manifest.json").is_file()
+    return (Path(path) / MANIFEST_NAME).is_file()
 
 
 def load_predictor(path: str | Path, num_threads: int | None = None) -> Predictor:

@@ -27,6 +27,7 @@ from training.run_checkpoints import average_checkpoints, checkpoint_dirs, refus
 from training.sampling import SamplingPlan, make_plan
 from training.schedule import Schedule, make_schedule, training_arguments, world_size
 from training.xmixup_trainer import FeatureDataset, StepTimer, XMixupTrainer
+from xmixup.core.special_tokens import pad_id_of
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,7 @@ def _fit(
 ) -> _Fit:
     """Run the HF loop (resuming when asked), then average the last checkpoints when asked."""
     has_eval = bool(inputs.eval)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 1
+    pad_id = pad_id_of(tokenizer)
     timer = StepTimer()
     trainer = XMixupTrainer(
         model=model,

@@ -8,99 +8,33 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
+from tests.core.toy_bundle import make_toy_bundle, toy_fields, toy_tokenizer
 from xmixup.core.bundle import (
-    FORMAT_VERSION,
-    INPUT_NAMES,
-    BundleError,
-    BundleFileMissing,
-    ChecksumMismatch,
-    InvalidManifest,
-    UnknownTask,
-    UnsupportedFormatVersion,
     file_sha256,
     load_bundle,
     read_manifest,
     verify_bundle,
     write_manifest,
 )
+from xmixup.core.bundle_errors import (
+    BundleError,
+    BundleFileMissing,
+    ChecksumMismatch,
+    InvalidManifest,
+    UnknownTask,
+    UnsupportedFormatVersion,
+)
+from xmixup.core.manifest import FORMAT_VERSION
 from xmixup.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _toy_classify_graph(path: Path, num_labels: int = 3) -> None:
-    """A hand-built graph with the classify bundle's I/O contract (no torch needed):
-    probabilities = softmax(W · [sum(target mask), sum(source mask)]), mixup_ratio = 0.25."""
-    b, lt, ls = "batch", "target_length", "source_length"
-    inputs = [
-        helper.make_tensor_value_info("target_input_ids", TensorProto.INT64, [b, lt]),
-        helper.make_tensor_value_info("target_attention_mask", TensorProto.INT64, [b, lt]),
-        helper.make_tensor_value_info("source_input_ids", TensorProto.INT64, [b, ls]),
-        helper.make_tensor_value_info("source_attention_mask", TensorProto.INT64, [b, ls]),
-    ]
-    outputs = [
-        helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [b, num_labels]),
-        helper.make_tensor_value_info("mixup_ratio", TensorProto.FLOAT, [b]),
-    ]
-    weight = np.arange(2 * num_labels, dtype=np.float32).reshape(2, num_labels) / 10
-    nodes = [
-        helper.make_node("Cast", ["target_attention_mask"], ["tm"], to=TensorProto.FLOAT),
-        helper.make_node("Cast", ["source_attention_mask"], ["sm"], to=TensorProto.FLOAT),
-        helper.make_node("ReduceSum", ["tm", "axes1"], ["tl"], keepdims=1),
-        helper.make_node("ReduceSum", ["sm", "axes1"], ["sl"], keepdims=1),
-        helper.make_node("Concat", ["tl", "sl"], ["feat"], axis=1),
-        helper.make_node("MatMul", ["feat", "W"], ["logit"]),
-        helper.make_node("Softmax", ["logit"], ["probabilities"], axis=-1),
-        helper.make_node("ReduceSum", ["tl", "axes1"], ["tl1"], keepdims=0),
-        helper.make_node("Mul", ["tl1", "zero"], ["z"]),
-        helper.make_node("Add", ["z", "quarter"], ["mixup_ratio"]),
-        # keep the id inputs alive in the graph so ORT reports them as inputs
-        helper.make_node("Shape", ["target_input_ids"], ["_s1"]),
-        helper.make_node("Shape", ["source_input_ids"], ["_s2"]),
-    ]
-    inits = [
-        helper.make_tensor("axes1", TensorProto.INT64, [1], [1]),
-        helper.make_tensor("W", TensorProto.FLOAT, weight.shape, weight.ravel().tolist()),
-        helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
-        helper.make_tensor("quarter", TensorProto.FLOAT, [], [0.25]),
-    ]
-    graph = helper.make_graph(nodes, "toy", inputs, outputs, initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-
-
-def _fields(**overrides: object) -> dict[str, object]:
-    fields: dict[str, object] = {
-        "name": "toy-classify",
-        "task": "classify",
-        "labels": ["a", "b", "c"],
-        "backbone": "tiny",
-        "mixup_layer": 1,
-        "lambda0": 0.5,
-        "max_length": 64,
-        "opset": 17,
-        "precision": "fp32",
-        "inputs": list(INPUT_NAMES),
-        "outputs": ["probabilities", "mixup_ratio"],
-    }
-    fields.update(overrides)
-    return fields
-
-
 @pytest.fixture()
 def bundle_dir(tmp_path: Path) -> Path:
-    out = tmp_path / "bundle"
-    out.mkdir()
-    _toy_classify_graph(out / "model.onnx")
-    (out / "tokenizer.json").write_text('{"version": "1.0"}', encoding="utf-8")
-    write_manifest(out, _fields())
-    return out
+    return make_toy_bundle(tmp_path / "bundle")
 
 
 def _rewrite_manifest(bundle: Path, **changes: object) -> None:
@@ -162,8 +96,8 @@ def test_missing_file_is_refused_naming_it(bundle_dir: Path, name: str) -> None:
 
 def test_unknown_format_version_is_refused_before_schema(bundle_dir: Path) -> None:
     # A future format may add fields; the error must blame the version, not "extra field".
-    _rewrite_manifest(bundle_dir, format_version=2, new_field_of_v2=True)
-    with pytest.raises(UnsupportedFormatVersion, match=r"format_version.*2.*reads format version"):
+    _rewrite_manifest(bundle_dir, format_version=3, new_field_of_v3=True)
+    with pytest.raises(UnsupportedFormatVersion, match=r"format_version.*3.*reads format version"):
         verify_bundle(bundle_dir)
 
 
@@ -209,8 +143,8 @@ def test_qa_needs_its_lengths(tmp_path: Path) -> None:
     out = tmp_path / "qa"
     out.mkdir()
     (out / "model.onnx").write_bytes(b"x")
-    (out / "tokenizer.json").write_bytes(b"{}")
-    qa = _fields(task="qa", labels=[], outputs=["start_logits", "end_logits", "mixup_ratio"])
+    toy_tokenizer(out / "tokenizer.json")
+    qa = toy_fields(task="qa", labels=[], outputs=["start_logits", "end_logits", "mixup_ratio"])
     with pytest.raises(InvalidManifest, match="doc_stride"):
         write_manifest(out, qa)
     qa.update(doc_stride=128, max_query_length=64, max_answer_length=30)
@@ -222,47 +156,11 @@ def test_not_a_directory(tmp_path: Path) -> None:
         load_bundle(tmp_path / "nope")
 
 
-def test_create_session_runs_the_graph_on_cpu(bundle_dir: Path) -> None:
-    bundle = load_bundle(bundle_dir)
-    session, provider = bundle.create_session("cpu", intra_op_threads=1)
-    assert provider == "CPUExecutionProvider"
-    feeds = {
-        "target_input_ids": np.ones((2, 5), np.int64),
-        "target_attention_mask": np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.int64),
-        "source_input_ids": np.ones((2, 7), np.int64),
-        "source_attention_mask": np.array([[1] * 7, [1, 1, 0, 0, 0, 0, 0]], np.int64),
-    }
-    probs, ratio = session.run(["probabilities", "mixup_ratio"], feeds)
-    weight = np.arange(6, dtype=np.float32).reshape(2, 3) / 10
-    logits = np.array([[3, 7], [5, 2]], np.float32) @ weight
-    expected = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
-    np.testing.assert_allclose(probs, expected, rtol=1e-5)
-    np.testing.assert_allclose(ratio, [0.25, 0.25])
-
-
-def test_cuda_request_without_cuda_falls_back_to_cpu(
-    bundle_dir: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        pytest.skip("this host has CUDA; the fallback path is not reachable")
-    _, provider = load_bundle(bundle_dir).create_session("cuda")
-    assert provider == "CPUExecutionProvider"
-    assert "CUDA requested" in caplog.text
-
-
-def test_graph_inputs_must_match_manifest(bundle_dir: Path) -> None:
-    # A manifest that claims a target-only graph while the graph wants the source too.
-    _rewrite_manifest(bundle_dir, inputs=["target_input_ids", "target_attention_mask"])
-    with pytest.raises(InvalidManifest, match="inputs"):
-        load_bundle(bundle_dir).create_session("cpu")
-
-
-def test_importing_bundle_stays_torch_free() -> None:
+def test_importing_the_core_stays_torch_free() -> None:
     code = (
-        "import sys, xmixup.core.bundle, model_export.cli;"
-        "heavy = sorted(m for m in ('torch', 'transformers', 'onnxruntime', 'onnx') "
+        "import sys, xmixup.core.bundle, xmixup.core.bundle_errors, xmixup.core.manifest,"
+        " xmixup.core.runner, xmixup.core.special_tokens, model_export.cli;"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'onnxruntime', 'onnx', 'tokenizers') "
         "if m in sys.modules); print(','.join(heavy))"
     )
     out = subprocess.run(

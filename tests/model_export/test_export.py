@@ -17,7 +17,9 @@ from model_export import onnx_export, trace  # noqa: E402
 from model_export.optimize import count_ops  # noqa: E402
 from model_export.parity import AtolError, generated_cases  # noqa: E402
 from tests.tiny import make_tiny_checkpoint  # noqa: E402
-from xmixup.core.bundle import ChecksumMismatch, load_bundle  # noqa: E402
+from xmixup.core.bundle import load_bundle  # noqa: E402
+from xmixup.core.bundle_errors import ChecksumMismatch  # noqa: E402
+from xmixup.core.runner import Runner  # noqa: E402
 from xmixup.errors import UserError  # noqa: E402
 
 LABELS = {"classify": ["entail", "neutral", "contra"], "tag": ["O", "B-PER", "I-PER"], "qa": []}
@@ -74,7 +76,7 @@ def test_fp32_bundle_matches_pytorch_through_the_service_loader(
     ]
     assert manifest.outputs[-1] == "mixup_ratio"
     assert manifest.parity["fp32"]["max_abs"] <= 1e-4
-    session, _ = bundle.create_session("cpu", intra_op_threads=1)
+    runner = Runner.for_bundle(bundle, "cpu", intra_op_threads=1)
     from training.modeling import XMixupModel
 
     model = XMixupModel.from_pretrained(checkpoints[task])
@@ -84,7 +86,7 @@ def test_fp32_bundle_matches_pytorch_through_the_service_loader(
     )
     for _, feeds in cases:
         ref = _torch_predict(model, feeds)
-        got = dict(zip(manifest.outputs, session.run(manifest.outputs, feeds), strict=True))
+        got = runner.run(feeds)
         mask = feeds["target_attention_mask"].astype(bool)
         for name in manifest.outputs:
             assert got[name].shape == ref[name].shape, name
@@ -228,8 +230,8 @@ def test_baseline_graph_takes_only_the_target(tiny_backbone: Path, tmp_path: Pat
     onnx_export.export_bundle(ckpt, tmp_path / "tt", optimize=False)
     bundle = load_bundle(tmp_path / "tt")
     assert bundle.manifest.inputs == ["target_input_ids", "target_attention_mask"]
-    session, _ = bundle.create_session()
-    assert [i.name for i in session.get_inputs()] == bundle.manifest.inputs
+    runner = Runner.for_bundle(bundle)
+    assert [i.name for i in runner.session.get_inputs()] == bundle.manifest.inputs
 
 
 def test_refuses_a_non_empty_out_dir(checkpoints: dict[str, Path], tmp_path: Path) -> None:
