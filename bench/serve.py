@@ -131,12 +131,12 @@ def bench_ort(
     bundle_dir: Path, batch: int, threads: int | None, duration: float, device: str
 ) -> dict[str, float]:
     from service.engine import Engine, Row, pad_rows
-    from service.tokenization import TextEncoder
     from xmixup.core.bundle import load_bundle
+    from xmixup.core.featurize import TextEncoder
 
     bundle = load_bundle(bundle_dir)
     m = bundle.manifest
-    enc = TextEncoder(bundle.tokenizer_path, m.max_length)
+    enc = TextEncoder.from_file(bundle.tokenizer_path, m.max_length)
     engine = Engine(bundle, device, threads)
     n = batch * 4  # one batcher window
     t_enc, _ = enc.encode_texts([SENTENCES[i % len(SENTENCES)][0] for i in range(n)], [True] * n)

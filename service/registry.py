@@ -11,8 +11,8 @@ from service.engine import Engine
 from service.errors import ServiceError
 from service.metrics import Metrics
 from service.settings import Settings
-from service.tokenization import TextEncoder
 from xmixup.core.bundle import MANIFEST_NAME, Bundle, Manifest, load_bundle
+from xmixup.core.featurize import TextEncoder
 from xmixup.errors import UserError
 
 logger = logging.getLogger("service.registry")
@@ -81,7 +81,7 @@ class Registry:
         for name, path in discover(settings.models_dir).items():
             bundle = load_bundle(path)  # verifies checksums; a BundleError names the file
             m = bundle.manifest
-            encoder = TextEncoder(
+            encoder = TextEncoder.from_file(
                 bundle.tokenizer_path, m.max_length, m.doc_stride, m.max_query_length
             )
             engine = Engine(

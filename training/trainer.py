@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from training.collate import Collator
 from training.data.schema import collect_labels
 from training.evaluate import TorchPredictor, eval_view, evaluate_records, format_table, write_json
-from training.features import Collator, Featurizer, record_dict, source_only
+from training.features import Featurizer, record_dict, source_only
 from training.losses import target_only_loss, xmixup_loss
 from training.sampling import SamplingPlan, make_plan
 from xmixup.errors import UserError
