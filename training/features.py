@@ -116,18 +116,18 @@ class Featurizer:
     def __post_init__(self) -> None:
         self.label_index = {name: i for i, name in enumerate(self.labels)}
         qa = self.task == "qa"
+        if qa and self.max_query_length + 8 > self.max_length:
+            raise UserError(
+                f"max_length {self.max_length} leaves no room for the context after a "
+                f"question of up to {self.max_query_length} tokens",
+                "raise --max-length (QA default 384) or lower max_query_length",
+            )
         self.encoder = _text_encoder(
             getattr(self.tokenizer, "backend_tokenizer", self.tokenizer),
             self.max_length,
             self.doc_stride if qa else None,
             self.max_query_length if qa else None,
         )
-        if self.task == "qa" and self.max_query_length + 8 > self.max_length:
-            raise UserError(
-                f"max_length {self.max_length} leaves no room for the context after a "
-                f"question of up to {self.max_query_length} tokens",
-                "raise --max-length (QA default 384) or lower max_query_length",
-            )
 
     # ------------------------------------------------------------------ public
     def __call__(self, records: Sequence[Any]) -> list[dict[str, Any]]:
