@@ -131,13 +131,13 @@ def bench_ort(
     bundle_dir: Path, batch: int, threads: int | None, duration: float, device: str
 ) -> dict[str, float]:
     from service.engine import Row, pad_rows
-    from service.tokenization import TextEncoder
     from xmixup.core.bundle import load_bundle
+    from xmixup.core.featurize import TextEncoder
     from xmixup.core.runner import Runner
 
     bundle = load_bundle(bundle_dir)
     m = bundle.manifest
-    enc = TextEncoder(bundle.tokenizer_path, m.max_length)
+    enc = TextEncoder.from_file(bundle.tokenizer_path, m.max_length)
     engine = Runner.for_bundle(bundle, device, threads)
     n = batch * 4  # one batcher window
     t_enc, _ = enc.encode_texts([SENTENCES[i % len(SENTENCES)][0] for i in range(n)], [True] * n)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from xmixup.core.decode import token_spans
 from xmixup.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -157,17 +158,12 @@ def batched(items: Sequence[Feeds], batch_size: int) -> Iterable[Feeds]:
 def _best_spans(
     start: np.ndarray, end: np.ndarray, mask: np.ndarray, max_len: int
 ) -> list[tuple[int, int]]:
-    """Per item: argmax over start<=end<start+max_len of start+end logits on real tokens."""
+    """Per item: the best (start, end) token span on real tokens, by the service's search."""
     spans = []
     for s, e, m in zip(start, end, mask, strict=True):
-        n = int(m.sum())
-        s, e = s[:n], e[:n]
-        score = s[:, None] + e[None, :]
-        i, j = np.indices(score.shape)
-        valid = (j >= i) & (j - i < max_len)
-        score = np.where(valid, score, -np.inf)
-        flat = int(np.argmax(score))
-        spans.append((flat // n, flat % n))
+        candidates = token_spans(s, e, range(int(m.sum())), max_len)
+        best = min(candidates, key=lambda c: (-c[2], c[0], c[1]))
+        spans.append((best[0], best[1]))
     return spans
 
 

@@ -31,8 +31,9 @@ def real_cases(
     padded per batch like the evaluator, at most `limit` items (export time stays bounded)."""
     from transformers import AutoTokenizer
 
+    from training.collate import Collator
     from training.data.schema import read_jsonl
-    from training.features import Collator, Featurizer
+    from training.features import Featurizer
 
     config = model.config
     labels = list(config.labels) if config.task in ("classify", "tag") else None

@@ -48,7 +48,7 @@ ReadyRegistry = Annotated[Registry, Depends(ready_registry)]
 def _warmup_row(rt: ModelRuntime) -> Row:
     text = "warm up the model"
     if rt.task == "qa":
-        ids = rt.encoder.encode_windows("warm up?", text)[0].ids
+        ids = rt.encoder.encode_windows(["warm up?"], [text])[0][0].ids
     else:
         ids = rt.encoder.encode_texts([text], [True])[0][0].ids
     target = np.asarray(ids, dtype=np.int64)

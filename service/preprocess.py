@@ -1,4 +1,4 @@
-"""Request items → model rows, per task (mirrors the training featurisation; see tokenization.py).
+"""Request items → model rows, per task, with the core featuriser (xmixup/core/featurize.py).
 
 Each function returns the rows to batch and, per item, a *plan*: what postprocessing needs to
 map the row outputs back to the caller's strings. Client mistakes raise ``ServiceError`` with
@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from tokenizers import Encoding
 
 from service.engine import Row
 from service.errors import ServiceError, field_error
 from service.registry import ModelRuntime
 from service.schemas import ClassifyItem, QAItem, TagItem
-from service.tokenization import UnsegmentedScript, split_words
+from xmixup.core.featurize import Offsets, context_offsets, first_subtoken_words
+from xmixup.core.words import UnsegmentedScript, Word, join_words, split_words
 
 
 def _ids(ids: list[int]) -> np.ndarray:
@@ -103,7 +105,7 @@ def classify_rows(
                 raise _too_long(i, "source", len(se.ids), limit)
             rows.append(Row(target_ids, _ids(se.ids)))
             plans.append(ClassifyPlan(True, truncated or cut))
-        else:  # no translation: the target is its own source (DESIGN.md "Missing source")
+        else:  # no translation: the target is its own source
             rows.append(Row(target_ids, target_ids))
             plans.append(ClassifyPlan(False, truncated))
     return rows, plans
@@ -115,19 +117,15 @@ def classify_rows(
 @dataclass
 class TagPlan:
     text: str  # the string offsets index (the caller's, or pre-split tokens joined by spaces)
-    words: list[tuple[str, int, int]]
-    first_token: list[int | None]  # per word: index of its first sub-token, None if cut off
+    words: list[Word]
+    word_index: list[int]  # per token: the word it starts, -1 elsewhere (featuriser rule)
     source_used: bool
     truncated: bool
 
 
-def _words(value: str | list[str], loc: str) -> tuple[str, list[tuple[str, int, int]]]:
+def _words(value: str | list[str], loc: str) -> tuple[str, list[Word]]:
     if isinstance(value, list):
-        words, pos = [], 0
-        for token in value:
-            words.append((token, pos, pos + len(token)))
-            pos += len(token) + 1
-        return " ".join(value), words
+        return join_words(value)
     try:
         words = split_words(value)
     except UnsegmentedScript as exc:
@@ -164,10 +162,6 @@ def tag_rows(
     for i, te in enumerate(t_enc):
         if len(te.ids) > limit:
             raise _too_long(i, "target", len(te.ids), limit)
-        first: list[int | None] = [None] * len(word_lists[i])
-        for pos, word_id in enumerate(te.word_ids):
-            if word_id is not None and first[word_id] is None:
-                first[word_id] = pos
         target_ids = _ids(te.ids)
         if not uses_source:
             row, used, cut = Row(target_ids, None), False, False
@@ -179,7 +173,8 @@ def tag_rows(
         else:
             row, used, cut = Row(target_ids, target_ids), False, False
         rows.append(row)
-        plans.append(TagPlan(texts[i], word_lists[i], first, used, t_cut[i] or cut))
+        index = first_subtoken_words(te.word_ids)
+        plans.append(TagPlan(texts[i], word_lists[i], index, used, t_cut[i] or cut))
     return rows, plans
 
 
@@ -187,34 +182,33 @@ def tag_rows(
 # question answering
 # ---------------------------------------------------------------------------------------------
 @dataclass
-class Window:
-    context_positions: list[int]  # token positions inside the context
-    offsets: list[tuple[int, int]]  # per token position: char offsets (into the context)
-
-
-@dataclass
 class QAPlan:
     context: str
-    windows: list[Window] = field(default_factory=list)
+    # per window, per token: character offsets into the context, None off the context
+    windows: list[list[Offsets | None]] = field(default_factory=list)
     source_used: bool = False
     truncated: bool = False
 
 
 def _cap_question(rt: ModelRuntime, question: str, loc: str, truncate: bool) -> tuple[str, bool]:
     """Cut a question to the manifest's max_query_length tokens (or 413 when not truncating)."""
-    limit = rt.manifest.max_query_length or rt.manifest.max_length
-    enc = rt.encoder.count_tokens(question)
-    if len(enc.ids) <= limit:
-        return question, False
-    if not truncate:
+    limit = rt.encoder.max_query_length
+    [(capped, n)] = rt.encoder.cap_questions([question])
+    if n > limit and not truncate:
         raise field_error(
             413,
             loc,
-            f"is {len(enc.ids)} tokens; the model reads at most {limit} question tokens",
+            f"is {n} tokens; the model reads at most {limit} question tokens",
             kind="too-large",
         )
-    # Cut where the first token past the limit starts, exactly as training/features.py does.
-    return question[: enc.offsets[limit][0]], True
+    return capped, n > limit
+
+
+def _windows(rt: ModelRuntime, question: str, context: str, loc: str) -> list[Encoding]:
+    try:
+        return rt.encoder.encode_windows([question], [context])[0]
+    except Exception as exc:  # tokenizers refuses when the question leaves no room
+        raise field_error(422, loc, f"cannot be encoded: {exc}") from None
 
 
 def qa_rows(
@@ -225,27 +219,17 @@ def qa_rows(
     plans: list[QAPlan] = []
     for i, item in enumerate(items):
         question, cut = _cap_question(rt, item.question, f"inputs.{i}.question", truncate)
-        try:
-            windows = rt.encoder.encode_windows(question, item.context)
-        except Exception as exc:  # tokenizers refuses when the question leaves no room
-            raise field_error(422, f"inputs.{i}.question", f"cannot be encoded: {exc}") from None
+        windows = _windows(rt, question, item.context, f"inputs.{i}.question")
         plan = QAPlan(item.context, truncated=cut)
         source_ids = None
         if uses_source and item.source_question is not None and item.source_context is not None:
-            s_question, s_cut = _cap_question(
-                rt, item.source_question, f"inputs.{i}.source_question", truncate
-            )
-            try:
-                source_ids = _ids(rt.encoder.encode_windows(s_question, item.source_context)[0].ids)
-            except Exception as exc:
-                raise field_error(
-                    422, f"inputs.{i}.source_question", f"cannot be encoded: {exc}"
-                ) from None
+            loc = f"inputs.{i}.source_question"
+            s_question, s_cut = _cap_question(rt, item.source_question, loc, truncate)
+            source_ids = _ids(_windows(rt, s_question, item.source_context, loc)[0].ids)
             plan.source_used = True
             plan.truncated = plan.truncated or s_cut
         for w in windows:
-            positions = [p for p, s in enumerate(w.sequence_ids) if s == 1]
-            plan.windows.append(Window(positions, list(w.offsets)))
+            plan.windows.append(context_offsets(w))
             target_ids = _ids(w.ids)
             if not uses_source:
                 rows.append(Row(target_ids, None))

@@ -10,8 +10,8 @@ from service.batcher import Batcher
 from service.errors import ServiceError
 from service.metrics import Metrics
 from service.settings import Settings
-from service.tokenization import TextEncoder
 from xmixup.core.bundle import Bundle, load_bundle
+from xmixup.core.featurize import TextEncoder
 from xmixup.core.manifest import MANIFEST_NAME, Manifest
 from xmixup.core.runner import Runner
 from xmixup.errors import UserError
@@ -82,7 +82,7 @@ class Registry:
         for name, path in discover(settings.models_dir).items():
             bundle = load_bundle(path)  # verifies checksums; a BundleError names the file
             m = bundle.manifest
-            encoder = TextEncoder(
+            encoder = TextEncoder.from_file(
                 bundle.tokenizer_path, m.max_length, m.doc_stride, m.max_query_length
             )
             engine = Runner.for_bundle(

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from service.tokenization import WORD_SPLITTING_RULE
+from xmixup.core.words import WORD_SPLITTING_RULE
 
 
 def _encodable(value: str) -> str:

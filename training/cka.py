@@ -97,8 +97,9 @@ def cka_report(
     """Per-layer CKA (layer 0 = embeddings) for the model on the data's parallel items."""
     from transformers import AutoTokenizer
 
+    from training.collate import Collator
     from training.data.schema import read_jsonl
-    from training.features import Collator, Featurizer, record_dict
+    from training.features import Featurizer, record_dict
 
     path = Path(model_path)
     if not (path / "config.json").is_file():

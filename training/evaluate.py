@@ -1,7 +1,8 @@
 """Evaluation of a checkpoint (PyTorch) or a bundle (onnxruntime) on a JSONL file.
 
-Both paths featurise with ``training/features.py`` and decode with ``training/metrics.py``,
-so a checkpoint and its exported bundle are scored identically. Results are per language plus
+Both paths featurise with ``training/features.py`` (over the core featuriser) and decode with
+``xmixup/core/decode.py``, the service's decoders, so a checkpoint, its exported bundle and
+the service's answers are scored identically. Results are per language plus
 the unweighted average over languages, with λ statistics; the training loop calls
 :func:`evaluate_records` on the live model for model selection.
 """
@@ -20,8 +21,10 @@ from typing import Any
 import numpy as np
 
 from training import metrics as M
-from training.features import Collator, Featurizer, record_dict, source_only, target_as_source
+from training.collate import Collator
+from training.features import Featurizer, record_dict, source_only, target_as_source
 from xmixup.core.bundle import load_bundle
+from xmixup.core.decode import best_spans, word_tags
 from xmixup.core.manifest import MANIFEST_NAME
 from xmixup.core.runner import Runner
 from xmixup.core.special_tokens import SpecialTokens, pad_id_of
@@ -284,30 +287,36 @@ def _score(info: ModelInfo, recs: list[dict], feats: list[dict], out: dict[str, 
             }
         return res
     if info.task == "tag":
-        # Tagging has one feature per example (no windows): feature i is example i.
-        preds: list[list[str]] = []
-        golds: list[list[str]] = []
-        truncated = 0
-        for fi, f in enumerate(feats):
-            r = recs[f["example_index"]]
-            arg = np.argmax(out["logits"][fi], axis=-1)
-            tags = {
-                w: info.labels[int(arg[pos])]
-                for pos, w in enumerate(f["target_word_index"])
-                if w >= 0
-            }
-            n = len(tags)  # words past max_length were truncated away: scored on what fits
-            truncated += len(r["target_tags"]) - n
-            preds.append([tags[w] for w in range(n)])
-            golds.append(list(r["target_tags"][:n]))
-        if info.tag_scheme == "BIO":
-            res = M.entity_f1_by_lang(langs, preds, golds)
-            res["accuracy"] = M.word_accuracy_by_lang(langs, preds, golds)
-        else:
-            res = M.word_accuracy_by_lang(langs, preds, golds)
-        res["truncated_words"] = truncated
-        return res
-    # qa: gather every window of an example, then n-best span decoding
+        return _score_tag(info, recs, feats, out["logits"])
+    return _score_qa(info, recs, feats, out)
+
+
+def _score_tag(info: ModelInfo, recs: list[dict], feats: list[dict], logits: list) -> dict:
+    # Tagging has one feature per example (no windows): feature i is example i.
+    langs = [r["lang"] for r in recs]
+    preds: list[list[str]] = []
+    golds: list[list[str]] = []
+    truncated = 0
+    for fi, f in enumerate(feats):
+        r = recs[f["example_index"]]
+        index = f["target_word_index"]
+        tags = word_tags(logits[fi], index, info.labels, len(r["target_tags"]))
+        # words past max_length were truncated away (always the last ones): scored on what fits
+        n = sum(t is not None for t in tags)
+        truncated += len(tags) - n
+        preds.append([t.tag for t in tags[:n] if t is not None])
+        golds.append(list(r["target_tags"][:n]))
+    if info.tag_scheme == "BIO":
+        res = M.entity_f1_by_lang(langs, preds, golds)
+        res["accuracy"] = M.word_accuracy_by_lang(langs, preds, golds)
+    else:
+        res = M.word_accuracy_by_lang(langs, preds, golds)
+    res["truncated_words"] = truncated
+    return res
+
+
+def _score_qa(info: ModelInfo, recs: list[dict], feats: list[dict], out: dict[str, list]) -> dict:
+    # gather every window of an example, then n-best span decoding
     windows: dict[int, list] = defaultdict(list)
     for fi, f in enumerate(feats):
         windows[f["example_index"]].append(
@@ -315,10 +324,10 @@ def _score(info: ModelInfo, recs: list[dict], feats: list[dict], out: dict[str, 
         )
     predictions = []
     for i, r in enumerate(recs):
-        span = M.best_spans(r["context"], windows[i], max_answer_length=info.max_answer_length)[0]
-        predictions.append(span.text.strip())
+        spans = best_spans(r["context"], windows[i], max_answer_length=info.max_answer_length)
+        predictions.append(spans[0].text if spans else "")
     golds_text = [[a["text"] for a in r["answers"]] for r in recs]
-    return M.squad_by_lang(langs, predictions, golds_text)
+    return M.squad_by_lang([r["lang"] for r in recs], predictions, golds_text)
 
 
 def eval_view(records: Sequence[Any], task: str, select_on: str) -> list[dict[str, Any]]:

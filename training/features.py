@@ -1,13 +1,12 @@
-"""JSONL records -> model inputs, the one tokenisation shared by training, evaluation and export.
+"""JSONL records -> model inputs: the core featuriser plus what only training needs.
 
-Rules (docs/ARCHITECTURE.md "Tokenisation rules"):
-- classify: ``tokenizer(text, pair)`` with longest-first truncation to ``max_length``; the
-  source from ``source``/``source_pair`` the same way.
-- tag: words encoded pre-split; a word's label on its first sub-token, -100 elsewhere.
-- qa: ``question`` + ``context`` with context-only truncation and doc-stride windows (every
-  window is a feature; offsets map tokens back to context characters). The source is
-  ``source_question`` + ``source_context``, first window only, with its own answer positions.
-  A window that does not contain the answer points at CLS (0).
+Token ids, word indices and QA windows come from ``xmixup/core/featurize.py`` (the rules the
+service applies too). This adapter adds the training-only fields:
+- classify: the label, for the target and the source (``source``/``source_pair``).
+- tag: a word's label on its first sub-token, -100 elsewhere (or soft pseudo-labels).
+- qa: every target window is a feature; a window that does not contain the answer points at
+  CLS (0). The source is ``source_question`` + ``source_context``, first window only, with its
+  own answer positions.
 - token type ids are never produced (all zero, as the reference code does).
 
 Besides the real source every feature may carry ``alt_source_input_ids``: what scheduled
@@ -21,11 +20,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from tokenizers import Encoding, Tokenizer
 
-from xmixup.core.bundle import effective_doc_stride
+from xmixup.core.featurize import TextEncoder, context_offsets, first_subtoken_words
 from xmixup.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,16 @@ def target_as_source(record: Mapping[str, Any], task: str) -> dict[str, Any]:
     return r
 
 
+@lru_cache(maxsize=8)
+def _text_encoder(
+    backend: Tokenizer, max_length: int, doc_stride: int | None, max_query_length: int | None
+) -> TextEncoder:
+    # Copying a 250k-entry tokenizer takes seconds; evaluation builds a Featurizer per call.
+    return TextEncoder(
+        Tokenizer.from_str(backend.to_str()), max_length, doc_stride, max_query_length
+    )
+
+
 @dataclass
 class Featurizer:
     """Tokenises records for one task. ``labels`` is the label list (classify/tag).
@@ -85,6 +96,8 @@ class Featurizer:
     real one outright.
     ``target_label_mode``: tagging, ``gold`` (``target_tags``) or ``pseudo``
     (``target_tag_probs`` as soft labels).
+    ``tokenizer``: an HF fast tokenizer (its ``backend_tokenizer`` is used) or a
+    ``tokenizers.Tokenizer``.
     """
 
     task: str
@@ -98,15 +111,23 @@ class Featurizer:
     use_bt: bool = True
     target_label_mode: str = "gold"
     label_index: dict[str, int] = field(init=False)
+    encoder: TextEncoder = field(init=False)
 
     def __post_init__(self) -> None:
         self.label_index = {name: i for i, name in enumerate(self.labels)}
-        if self.task == "qa" and self.max_query_length + 8 > self.max_length:
+        qa = self.task == "qa"
+        if qa and self.max_query_length + 8 > self.max_length:
             raise UserError(
                 f"max_length {self.max_length} leaves no room for the context after a "
                 f"question of up to {self.max_query_length} tokens",
                 "raise --max-length (QA default 384) or lower max_query_length",
             )
+        self.encoder = _text_encoder(
+            getattr(self.tokenizer, "backend_tokenizer", self.tokenizer),
+            self.max_length,
+            self.doc_stride if qa else None,
+            self.max_query_length if qa else None,
+        )
 
     # ------------------------------------------------------------------ public
     def __call__(self, records: Sequence[Any]) -> list[dict[str, Any]]:
@@ -179,13 +200,11 @@ class Featurizer:
                 "some items have a pair text and others do not",
                 "a pair task needs target_pair/source_pair on every item",
             )
-        enc = self.tokenizer(
-            texts,
-            pairs if all(has_pair) and pairs else None,
-            truncation="longest_first",
-            max_length=self.max_length,
+        items: list[str | tuple[str, str]] = (
+            list(zip(texts, pairs, strict=True)) if all(has_pair) else list(texts)  # type: ignore[arg-type]
         )
-        return [list(ids) for ids in enc["input_ids"]]
+        encodings, _ = self.encoder.encode_texts(items, [True] * len(items))
+        return [list(e.ids) for e in encodings]
 
     def _classify(self, recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         tgt = self._encode_pairs([r["target"] for r in recs], [r.get("target_pair") for r in recs])
@@ -220,24 +239,12 @@ class Featurizer:
         return feats
 
     # ------------------------------------------------------------------ tag
-    def _encode_words(
-        self, word_lists: list[list[str]]
-    ) -> tuple[list[list[int]], list[list[int | None]]]:
-        enc = self.tokenizer(
-            word_lists, is_split_into_words=True, truncation=True, max_length=self.max_length
-        )
-        return [list(x) for x in enc["input_ids"]], [
-            enc.word_ids(i) for i in range(len(word_lists))
+    def _encode_words(self, word_lists: list[list[str]]) -> tuple[list[list[int]], list[list[int]]]:
+        """Token ids and, per token, the word it starts (-1 elsewhere)."""
+        encodings, _ = self.encoder.encode_words(word_lists, [True] * len(word_lists))
+        return [list(e.ids) for e in encodings], [
+            first_subtoken_words(e.word_ids) for e in encodings
         ]
-
-    @staticmethod
-    def _first_subtoken_positions(word_ids: Sequence[int | None]) -> list[int]:
-        """Per token: the word index on a word's first sub-token, -1 elsewhere."""
-        out, prev = [], None
-        for w in word_ids:
-            out.append(w if (w is not None and w != prev) else -1)
-            prev = w
-        return out
 
     def _tag_labels(
         self, first: list[int], tags: Sequence[str] | None, rec: Mapping, name: str
@@ -257,20 +264,18 @@ class Featurizer:
                     "add target_tag_probs to the data, pass --teacher CKPT to compute them, "
                     "or use --target-labels gold when the data has target_tags",
                 )
-        t_ids, t_words = self._encode_words([list(r["target_tokens"]) for r in recs])
+        t_ids, t_firsts = self._encode_words([list(r["target_tokens"]) for r in recs])
         reals = [self._real_source(r) for r in recs]
-        s_ids, s_words = self._encode_words([list(s["source_tokens"]) for s, _ in reals])
+        s_ids, s_firsts = self._encode_words([list(s["source_tokens"]) for s, _ in reals])
         alts = [self._alt_source_fields(r) for r in recs]
         alt_idx = [i for i, a in enumerate(alts) if a is not None]
         alt_ids: dict[int, list[int]] = {}
         if alt_idx:
             ids, _ = self._encode_words([list(alts[i]["source_tokens"]) for i in alt_idx])  # type: ignore[index]
             alt_ids = dict(zip(alt_idx, ids, strict=True))
-        c = len(self.labels)
         feats = []
         for i, r in enumerate(recs):
-            t_first = self._first_subtoken_positions(t_words[i])
-            s_first = self._first_subtoken_positions(s_words[i])
+            t_first, s_first = t_firsts[i], s_firsts[i]
             feat: dict[str, Any] = {
                 "example_index": i,
                 "target_input_ids": t_ids[i],
@@ -285,26 +290,19 @@ class Featurizer:
                 "source_has_labels": reals[i][1],
             }
             if pseudo:
-                probs = r["target_tag_probs"]
-                soft = np.zeros((len(t_first), c), dtype=np.float32)
-                for pos, w in enumerate(t_first):
-                    if w >= 0:
-                        soft[pos] = probs[w]
-                feat["target_soft_labels"] = soft
+                feat["target_soft_labels"] = self._soft_labels(t_first, r["target_tag_probs"])
             feats.append(feat)
         return feats
 
-    # ------------------------------------------------------------------ qa
-    def _truncate_questions(self, questions: list[str]) -> list[str]:
-        """Cut each question to ``max_query_length`` sub-tokens (at a token's char offset)."""
-        enc = self.tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)
-        out = []
-        for q, offs in zip(questions, enc["offset_mapping"], strict=True):
-            out.append(
-                q if len(offs) <= self.max_query_length else q[: offs[self.max_query_length][0]]
-            )
-        return out
+    def _soft_labels(self, first: list[int], probs: Sequence[Sequence[float]]) -> np.ndarray:
+        """A word's label distribution on its first sub-token, zero rows elsewhere."""
+        soft = np.zeros((len(first), len(self.labels)), dtype=np.float32)
+        for pos, w in enumerate(first):
+            if w >= 0:
+                soft[pos] = probs[w]
+        return soft
 
+    # ------------------------------------------------------------------ qa
     def _answer_positions(
         self,
         offsets: Sequence[tuple[int, int]],
@@ -331,144 +329,54 @@ class Featurizer:
             e -= 1
         return s - 1, e + 1
 
-    def _stride(self) -> int:
-        return effective_doc_stride(self.max_length, self.max_query_length, self.doc_stride)
-
-    def _qa_encode(self, questions: list[str], contexts: list[str], windows: bool) -> Any:
-        return self.tokenizer(
-            self._truncate_questions(questions),
-            contexts,
-            truncation="only_second",
-            max_length=self.max_length,
-            stride=self._stride(),
-            return_overflowing_tokens=windows,
-            return_offsets_mapping=True,
-        )
+    def _qa_encode(self, questions: list[str], contexts: list[str]) -> list[list[Encoding]]:
+        """Per item, its doc-stride windows (questions cut to ``max_query_length`` first)."""
+        capped = [q for q, _ in self.encoder.cap_questions(questions)]
+        return self.encoder.encode_windows(capped, contexts)
 
     def _qa(self, recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        tgt = self._qa_encode([r["question"] for r in recs], [r["context"] for r in recs], True)
+        tgt = self._qa_encode([r["question"] for r in recs], [r["context"] for r in recs])
         reals = [self._real_source(r) for r in recs]
-        src = self._qa_encode(
-            [s["source_question"] for s, _ in reals], [s["source_context"] for s, _ in reals], False
-        )
+        src = [
+            windows[0]
+            for windows in self._qa_encode(
+                [s["source_question"] for s, _ in reals], [s["source_context"] for s, _ in reals]
+            )
+        ]
         src_pos = []
-        for i, (s, original) in enumerate(reals):
+        for enc, (s, original) in zip(src, reals, strict=True):
             answers = s.get("source_answers") or [] if original else []
-            pos = self._answer_positions(src["offset_mapping"][i], src.sequence_ids(i), answers)
+            pos = self._answer_positions(enc.offsets, enc.sequence_ids, answers)
             src_pos.append((pos, original and bool(answers)))
         alts = [self._alt_source_fields(r) for r in recs]
         alt_idx = [i for i, a in enumerate(alts) if a is not None]
         alt_ids: dict[int, list[int]] = {}
         if alt_idx:
-            enc = self._qa_encode(
+            alt_enc = self._qa_encode(
                 [alts[i]["source_question"] for i in alt_idx],  # type: ignore[index]
                 [alts[i]["source_context"] for i in alt_idx],  # type: ignore[index]
-                False,
             )
-            alt_ids = {i: list(ids) for i, ids in zip(alt_idx, enc["input_ids"], strict=True)}
+            alt_ids = {i: list(w[0].ids) for i, w in zip(alt_idx, alt_enc, strict=True)}
         feats = []
-        mapping = tgt["overflow_to_sample_mapping"]
-        for w in range(len(tgt["input_ids"])):
-            i = int(mapping[w])
-            seq = tgt.sequence_ids(w)
-            offsets = tgt["offset_mapping"][w]
-            start, end = self._answer_positions(offsets, seq, recs[i].get("answers") or [])
+        for i, windows in enumerate(tgt):
             (s_start, s_end), s_ok = src_pos[i]
-            feats.append(
-                {
-                    "example_index": i,
-                    "target_input_ids": list(tgt["input_ids"][w]),
-                    "source_input_ids": list(src["input_ids"][i]),
-                    "alt_source_input_ids": alt_ids.get(i),
-                    "source_is_original": reals[i][1],
-                    # context tokens only: question and special tokens cannot start an answer
-                    "offsets": [
-                        tuple(o) if sid == 1 else None for o, sid in zip(offsets, seq, strict=True)
-                    ],
-                    "target_start_positions": start,
-                    "target_end_positions": end,
-                    "source_start_positions": s_start,
-                    "source_end_positions": s_end,
-                    "source_has_labels": s_ok,
-                }
-            )
+            for w in windows:
+                start, end = self._answer_positions(
+                    w.offsets, w.sequence_ids, recs[i].get("answers") or []
+                )
+                feats.append(
+                    {
+                        "example_index": i,
+                        "target_input_ids": list(w.ids),
+                        "source_input_ids": list(src[i].ids),
+                        "alt_source_input_ids": alt_ids.get(i),
+                        "source_is_original": reals[i][1],
+                        "offsets": context_offsets(w),
+                        "target_start_positions": start,
+                        "target_end_positions": end,
+                        "source_start_positions": s_start,
+                        "source_end_positions": s_end,
+                        "source_has_labels": s_ok,
+                    }
+                )
         return feats
-
-
-# ----------------------------------------------------------------------------- collation
-
-_TOKEN_KEYS = ("target_input_ids", "source_input_ids", "alt_source_input_ids")
-_SEQ_LABEL_KEYS = ("target_labels", "source_labels")  # per token for tagging
-_SCALAR_KEYS = (
-    "target_labels",
-    "source_labels",
-    "target_start_positions",
-    "target_end_positions",
-    "source_start_positions",
-    "source_end_positions",
-)
-
-
-@dataclass
-class Collator:
-    """Dynamic padding to the longest sequence of the batch, per stream.
-
-    Produces ``{target,source,alt_source}_{input_ids,attention_mask}``, ``alt_is_real`` (items
-    without a stand-in repeat their real source), ``source_is_original``,
-    ``source_has_labels`` and the task's labels (token labels padded with -100, soft labels
-    with zero rows). Metadata (offsets, word indices, example index) stays out of the batch.
-    """
-
-    task: str
-    pad_id: int = 1
-
-    def _pad(self, seqs: list[list[int]], value: int) -> Any:
-        import torch
-
-        width = max(len(s) for s in seqs)
-        out = torch.full((len(seqs), width), value, dtype=torch.long)
-        for i, s in enumerate(seqs):
-            out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-        return out
-
-    def __call__(self, feats: list[dict[str, Any]]) -> dict[str, Any]:
-        import torch
-
-        batch: dict[str, Any] = {}
-        alt = [f.get("alt_source_input_ids") for f in feats]
-        streams = {
-            "target": [f["target_input_ids"] for f in feats],
-            "source": [f["source_input_ids"] for f in feats],
-            "alt_source": [
-                a if a is not None else f["source_input_ids"]
-                for a, f in zip(alt, feats, strict=True)
-            ],
-        }
-        for name, seqs in streams.items():
-            batch[f"{name}_input_ids"] = self._pad(seqs, self.pad_id)
-            batch[f"{name}_attention_mask"] = self._pad([[1] * len(s) for s in seqs], 0)
-        original = [bool(f.get("source_is_original", True)) for f in feats]
-        batch["source_is_original"] = torch.tensor(original)
-        # A repeated real source is still the original; a stand-in is not.
-        batch["alt_is_real"] = torch.tensor(
-            [a is None and o for a, o in zip(alt, original, strict=True)]
-        )
-        batch["source_has_labels"] = torch.tensor(
-            [bool(f.get("source_has_labels", True)) for f in feats]
-        )
-        if self.task == "tag":
-            for key in _SEQ_LABEL_KEYS:
-                batch[key] = self._pad([f[key] for f in feats], IGNORE_INDEX)
-            if "target_soft_labels" in feats[0]:
-                width = batch["target_labels"].shape[1]
-                c = feats[0]["target_soft_labels"].shape[1]
-                soft = torch.zeros((len(feats), width, c), dtype=torch.float32)
-                for i, f in enumerate(feats):
-                    arr = torch.as_tensor(f["target_soft_labels"])
-                    soft[i, : arr.shape[0]] = arr
-                batch["target_soft_labels"] = soft
-        else:
-            for key in _SCALAR_KEYS:
-                if key in feats[0]:
-                    batch[key] = torch.tensor([int(f[key]) for f in feats], dtype=torch.long)
-        return batch

@@ -1,7 +1,8 @@
-"""Task metrics: accuracy, seqeval entity F1, SQuAD EM/F1 with MLQA-style normalisation.
+"""Task metrics: accuracy, conlleval entity F1, SQuAD EM/F1 with MLQA-style normalisation.
 
-Numpy / stdlib only (plus seqeval for BIO F1), so the metric code runs the same for PyTorch
-checkpoints and onnxruntime bundles. Scores are percentages (0-100) as in the paper tables.
+Numpy / stdlib only, so the metric code runs the same for PyTorch checkpoints and onnxruntime
+bundles; entities are read with the service's BIO decoder (``xmixup/core/decode.py``). Scores
+are percentages (0-100) as in the paper tables.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import sys
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
+
+from xmixup.core.decode import bio_spans
 
 # ----------------------------------------------------------------------------- QA normalisation
 
@@ -107,68 +109,6 @@ def qa_scores(prediction: str, golds: Sequence[str], lang: str) -> tuple[float, 
     return em, f1
 
 
-# ----------------------------------------------------------------------------- QA decoding
-
-
-@dataclass
-class Span:
-    text: str
-    start: int  # character offsets into the context, end exclusive
-    end: int
-    score: float
-
-
-def best_spans(
-    context: str,
-    windows: Sequence[tuple[np.ndarray, np.ndarray, Sequence[tuple[int, int] | None]]],
-    *,
-    n_best: int = 20,
-    max_answer_length: int = 30,
-    top_k: int = 1,
-) -> list[Span]:
-    """n-best span decoding over all doc-stride windows of one example (HF utils_qa.py style).
-
-    Each window is (start_logits [L], end_logits [L], offsets [L]) where ``offsets[i]`` is the
-    (char start, char end) of token i in ``context``, or None for question / special / padding
-    tokens. Candidates: the ``n_best`` best start and end tokens per window, spans with
-    start <= end, length <= ``max_answer_length`` tokens, both ends inside the context.
-    Score = start logit + end logit; the best ``top_k`` distinct spans are returned.
-    """
-    candidates: list[Span] = []
-    for start_logits, end_logits, offsets in windows:
-        n = min(len(offsets), len(start_logits))
-        starts = np.argsort(start_logits[:n])[::-1][:n_best]
-        ends = np.argsort(end_logits[:n])[::-1][:n_best]
-        for s in starts:
-            if offsets[s] is None:
-                continue
-            for e in ends:
-                if offsets[e] is None or e < s or e - s + 1 > max_answer_length:
-                    continue
-                c0, c1 = offsets[s][0], offsets[e][1]  # type: ignore[index]
-                # Metaspace offsets include the space before a word: trim it off the span.
-                while c0 < c1 and context[c0].isspace():
-                    c0 += 1
-                while c1 > c0 and context[c1 - 1].isspace():
-                    c1 -= 1
-                candidates.append(
-                    Span(context[c0:c1], c0, c1, float(start_logits[s] + end_logits[e]))
-                )
-    candidates.sort(key=lambda sp: sp.score, reverse=True)
-    out: list[Span] = []
-    seen: set[tuple[int, int]] = set()
-    for sp in candidates:
-        if (sp.start, sp.end) in seen:
-            continue
-        seen.add((sp.start, sp.end))
-        out.append(sp)
-        if len(out) == top_k:
-            break
-    if not out:  # every window was question-only: an empty answer scores 0, as in HF
-        out.append(Span("", 0, 0, float("-inf")))
-    return out
-
-
 # ----------------------------------------------------------------------------- aggregation
 
 
@@ -203,19 +143,25 @@ def word_accuracy_by_lang(
     return summarize(_per_lang(pairs), "accuracy", Counter(langs))
 
 
+def _f1(correct: int, predicted: int, gold: int) -> float:
+    precision = correct / predicted if predicted else 0.0
+    recall = correct / gold if gold else 0.0
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
 def entity_f1_by_lang(
     langs: Sequence[str], preds: Sequence[Sequence[str]], golds: Sequence[Sequence[str]]
 ) -> dict:
-    """seqeval (conlleval-style) entity F1 per language for BIO tags."""
-    from seqeval.metrics import f1_score
-
-    by: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
+    """Entity F1 per language for BIO tags: micro over exact (label, start, end) matches, as
+    conlleval and seqeval's default mode count them."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # correct, predicted, gold
     for lang, p, g in zip(langs, preds, golds, strict=True):
         if len(p) != len(g):
             raise ValueError(f"prediction has {len(p)} tags for {len(g)} gold tags")
-        by[lang][0].append(list(p))
-        by[lang][1].append(list(g))
-    per = {lang: 100.0 * float(f1_score(g, p)) for lang, (p, g) in sorted(by.items())}
+        pred, gold = set(bio_spans(p)), set(bio_spans(g))
+        c = counts[lang]
+        c[0], c[1], c[2] = c[0] + len(pred & gold), c[1] + len(pred), c[2] + len(gold)
+    per = {lang: 100.0 * _f1(*c) for lang, c in sorted(counts.items())}
     return summarize(per, "f1", Counter(langs))
 
 

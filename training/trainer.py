@@ -18,9 +18,10 @@ from typing import Any
 
 import torch
 
+from training.collate import Collator
 from training.data.schema import collect_labels
 from training.evaluate import TorchPredictor, eval_view, evaluate_records, format_table, write_json
-from training.features import Collator, Featurizer, record_dict, source_only
+from training.features import Featurizer, record_dict, source_only
 from training.options import TrainOptions
 from training.pseudo_labels import TARGET_LOSS_METHODS, resolve_target_labels
 from training.run_checkpoints import average_checkpoints, checkpoint_dirs, refuse_unasked_resume

@@ -12,10 +12,11 @@ from pydantic import ValidationError
 from service.batcher import Batcher, _Item
 from service.engine import Row, pad_rows
 from service.metrics import Metrics
-from service.postprocess import bio_entities
 from service.schemas import TaggedToken
 from service.settings import Settings
-from service.tokenization import TextEncoder, UnsegmentedScript, split_words
+from xmixup.core.decode import bio_entities
+from xmixup.core.featurize import TextEncoder
+from xmixup.core.words import UnsegmentedScript, split_words
 
 
 def test_split_words_rule() -> None:
@@ -90,11 +91,11 @@ def test_pad_rows_and_cut_respect_token_budget() -> None:
 
 
 def test_qa_windows_cover_the_whole_context(tiny_backbone: Path) -> None:
-    enc = TextEncoder(
+    enc = TextEncoder.from_file(
         tiny_backbone / "tokenizer.json", max_length=48, doc_stride=16, max_query_length=8
     )
     context = " ".join(["Die Katze sitzt auf der Matte und schaut aus dem Fenster."] * 8)
-    windows = enc.encode_windows("Wo sitzt die Katze?", context)
+    windows = enc.encode_windows(["Wo sitzt die Katze?"], [context])[0]
     assert len(windows) > 3 and all(len(w.ids) <= 48 for w in windows)
     covered = set()
     for w in windows:
@@ -138,14 +139,15 @@ def test_tracing_is_a_soft_dependency() -> None:
 def test_short_qa_bundles_get_the_training_stride(tmp_path: Path) -> None:
     """max_length 128 with the default doc_stride 128: the tokenizer refuses a stride that does
     not fit; the service must cap it exactly as training did, not fail at start."""
-    from service.tokenization import TextEncoder
     from tests.tiny import make_tiny_tokenizer
-    from xmixup.core.bundle import effective_doc_stride
+    from xmixup.core.featurize import effective_doc_stride
 
     make_tiny_tokenizer(tmp_path)
-    enc = TextEncoder(tmp_path / "tokenizer.json", 128, doc_stride=128, max_query_length=64)
+    enc = TextEncoder.from_file(
+        tmp_path / "tokenizer.json", 128, doc_stride=128, max_query_length=64
+    )
     assert effective_doc_stride(128, 64, 128) == 30
     assert effective_doc_stride(384, 64, 128) == 128  # long windows keep the configured stride
     context = " ".join(["the cat sat on the mat"] * 60)
-    windows = enc.encode_windows("where did the cat sit", context)
+    windows = enc.encode_windows(["where did the cat sit"], [context])[0]
     assert len(windows) > 1 and all(len(w.ids) <= 128 for w in windows)

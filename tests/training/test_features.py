@@ -9,8 +9,9 @@ import pytest
 pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
+from training.collate import Collator  # noqa: E402
 from training.data.noise import SourceNoise  # noqa: E402
-from training.features import IGNORE_INDEX, Collator, Featurizer, source_only, target_as_source  # noqa: E402
+from training.features import IGNORE_INDEX, Featurizer, source_only, target_as_source  # noqa: E402
 
 
 @pytest.fixture(scope="module")

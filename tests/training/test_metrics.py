@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from training import metrics as M
+from xmixup.core.decode import best_spans
 
 
 def test_accuracy_per_language_and_unweighted_average() -> None:
@@ -62,13 +63,13 @@ def test_best_spans_over_windows() -> None:
     offsets = [None, (0, 5), (5, 8), (8, 11), (11, 18), None]
     start = np.array([9.0, 0.0, 0.0, 0.0, 5.0, 9.0])  # specials must never win
     end = np.array([9.0, 1.0, 0.0, 0.0, 6.0, 9.0])
-    best = M.best_spans(context, [(start, end, offsets)], max_answer_length=30)[0]
+    best = best_spans(context, [(start, end, offsets)], max_answer_length=30)[0]
     assert (best.text, best.start, best.end) == ("France", 12, 18) and best.score == 11.0
     # a span longer than max_answer_length is rejected
     start2 = np.array([0.0, 5.0, 0.0, 0.0, 0.0, 0.0])
     end2 = np.array([0.0, 0.0, 0.0, 0.0, 5.0, 0.0])
-    spans = M.best_spans(context, [(start2, end2, offsets)], max_answer_length=2, top_k=3)
+    spans = best_spans(context, [(start2, end2, offsets)], max_answer_length=2, top_k=3)
     assert all(s.end - s.start <= len("Paris is") for s in spans)
     # the best window wins across windows
     w2 = (np.array([0.0, 20.0, 0, 0, 0, 0]), np.array([0.0, 20.0, 0, 0, 0, 0]), offsets)
-    assert M.best_spans(context, [(start, end, offsets), w2])[0].text == "Paris"
+    assert best_spans(context, [(start, end, offsets), w2])[0].text == "Paris"

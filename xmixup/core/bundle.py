@@ -53,14 +53,6 @@ from xmixup.errors import UserError
 _HASH_CHUNK = 1 << 20
 
 
-def effective_doc_stride(max_length: int, max_query_length: int | None, doc_stride: int) -> int:
-    """The window overlap QA really uses: ``doc_stride`` capped at half the context room left
-    after the longest allowed question (the tokenizer refuses a stride that does not fit, e.g.
-    the default 128 with max_length 128). Training features and the service share this rule."""
-    room = max_length - (max_query_length or 0) - 4
-    return max(0, min(doc_stride, room // 2))
-
-
 def file_sha256(path: Path) -> str:
     """sha256 of a file, streamed in 1 MiB chunks (models reach GBs; never read whole)."""
     digest = hashlib.sha256()

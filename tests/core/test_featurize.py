@@ -1,0 +1,94 @@
+"""The core featuriser on a tiny Unigram tokenizer: truncation, words, questions, windows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.tiny import make_tiny_tokenizer
+from xmixup.core.featurize import (
+    TextEncoder,
+    context_offsets,
+    effective_doc_stride,
+    first_subtoken_words,
+)
+from xmixup.core.words import join_words
+
+
+@pytest.fixture(scope="module")
+def tokenizer_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tok")
+    make_tiny_tokenizer(out)
+    return out / "tokenizer.json"
+
+
+def test_sentences_and_pairs_truncate_only_when_allowed(tokenizer_json: Path) -> None:
+    enc = TextEncoder.from_file(tokenizer_json, max_length=10)
+    long = "the cat sat on the mat and looked out of the window"
+    (full, cut, pair), flags = enc.encode_texts(
+        [long, long, ("the cat sat", "on the mat today")], [False, True, True]
+    )
+    assert len(full.ids) > 10 and flags[0] is False  # too long, left for the caller to refuse
+    assert len(cut.ids) == 10 and flags[1] is True
+    assert cut.ids[:-1] == full.ids[:9] and cut.ids[-1] == 2  # cut before the closing </s>
+    assert len(pair.ids) == 10 and pair.ids[0] == 0 and pair.ids.count(2) == 3
+    short, _ = enc.encode_texts(["the cat"], [True])
+    assert short[0].ids == enc.plain.encode("the cat").ids  # under the limit: untouched
+
+
+def test_words_first_subtokens(tokenizer_json: Path) -> None:
+    enc = TextEncoder.from_file(tokenizer_json, max_length=64)
+    text, words = join_words(["Katzen", "schauen", "aus"])
+    assert text == "Katzen schauen aus" and words[1] == ("schauen", 7, 14)
+    [e], _ = enc.encode_words([[w for w, _, _ in words]], [True])
+    index = first_subtoken_words(e.word_ids)
+    assert index[0] == -1 and index[-1] == -1  # <s> and </s>
+    assert [w for w in index if w >= 0] == [0, 1, 2]
+    assert len(index) > 5  # some words have more than one sub-token, marked -1 after the first
+    assert first_subtoken_words([None, 0, 0, 1, None, 2, 2]) == [-1, 0, -1, 1, -1, 2, -1]
+
+
+def test_questions_are_capped_and_windows_cover_the_context(tokenizer_json: Path) -> None:
+    enc = TextEncoder.from_file(tokenizer_json, 40, doc_stride=8, max_query_length=4)
+    question = "where did the cat sit on the mat"
+    [(capped, n)] = enc.cap_questions([question])
+    assert n > 4 and len(enc.plain.encode(capped, add_special_tokens=False).ids) == 4
+    assert question.startswith(capped) and capped != question
+    n_cat = len(enc.plain.encode("cat", add_special_tokens=False).ids)
+    assert enc.cap_questions(["cat"]) == [("cat", n_cat)]
+    context = " ".join(["the cat sat on the mat"] * 12)
+    [windows] = enc.encode_windows([capped], [context])
+    assert len(windows) > 2 and all(len(w.ids) <= 40 for w in windows)
+    covered: set[int] = set()
+    for w in windows:
+        offsets = context_offsets(w)
+        assert offsets[0] is None  # <s>, question and separators carry no context offsets
+        question_tokens = [i for i, s in enumerate(w.sequence_ids) if s == 0]
+        assert question_tokens and all(offsets[i] is None for i in question_tokens)
+        for o in offsets:
+            if o is not None:
+                covered.update(range(*o))
+    assert all(i in covered for i, ch in enumerate(context) if not ch.isspace())
+
+
+def test_doc_stride_is_capped_to_the_room_left() -> None:
+    assert effective_doc_stride(384, 64, 128) == 128
+    assert effective_doc_stride(128, 64, 128) == 30  # (128 - 64 - 4) // 2
+    assert effective_doc_stride(64, None, 128) == 30
+    assert effective_doc_stride(16, 64, 128) == 0
+
+
+def test_the_encoder_owns_fixed_configurations(tokenizer_json: Path) -> None:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    tok.enable_truncation(3)
+    enc = TextEncoder(tok, 12, doc_stride=4, max_query_length=3)
+    assert enc.plain.truncation is None and enc.plain.padding is None
+    assert enc.truncating.truncation["max_length"] == 12
+    assert enc.windowing is not None
+    assert enc.windowing.truncation["strategy"] == "only_second"
+    assert enc.windowing.truncation["stride"] == 2  # (12 - 3 - 4) // 2
+    assert enc.max_query_length == 3
+    assert TextEncoder(Tokenizer.from_file(str(tokenizer_json)), 12).max_query_length == 12

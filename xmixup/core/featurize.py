@@ -1,0 +1,153 @@
+"""Text -> token ids: the one featuriser that training, evaluation, export and serving call.
+
+Rules (docs/ARCHITECTURE.md "Tokenisation rules"):
+- sentences and sentence pairs: ``tokenizer.encode(text, pair)``, truncated longest-first to
+  ``max_length``;
+- tagging: pre-split words encoded with ``is_pretokenized``; a word is read (and labelled) on
+  its first sub-token;
+- QA: the question is cut to ``max_query_length`` sub-tokens, then ``question`` + ``context``
+  is encoded with context-only truncation into doc-stride windows; offsets map each context
+  token back to context characters.
+
+Built on the ``tokenizers`` library alone, so the service needs neither torch nor
+transformers; training hands in its HF tokenizer's ``backend_tokenizer``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Encoding, Tokenizer
+
+Offsets = tuple[int, int]
+
+
+def effective_doc_stride(max_length: int, max_query_length: int | None, doc_stride: int) -> int:
+    """The window overlap QA really uses: ``doc_stride`` capped at half the context room left
+    after the longest allowed question (the tokenizer refuses a stride that does not fit, e.g.
+    the default 128 with max_length 128)."""
+    room = max_length - (max_query_length or 0) - 4
+    return max(0, min(doc_stride, room // 2))
+
+
+def first_subtoken_words(word_ids: Sequence[int | None]) -> list[int]:
+    """Per token: the word index on a word's first sub-token, -1 elsewhere."""
+    out, prev = [], None
+    for w in word_ids:
+        out.append(w if (w is not None and w != prev) else -1)
+        prev = w
+    return out
+
+
+def context_offsets(encoding: Encoding) -> list[Offsets | None]:
+    """Per token: its character offsets into the context, None for question/special tokens
+    (only context tokens can start or end an answer)."""
+    return [
+        tuple(o) if seq == 1 else None  # type: ignore[misc]
+        for o, seq in zip(encoding.offsets, encoding.sequence_ids, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    # The pad id is not here on purpose: it is the bundle's (manifest v2) or, without one,
+    # xmixup.core.special_tokens.pad_id_of — one rule.
+    max_length: int
+
+
+class TextEncoder:
+    """One tokenizer in the fixed configurations the rules need.
+
+    ``tokenizers.Tokenizer`` keeps truncation as mutable state, so instead of toggling it per
+    call (a race between the service's threads) each configuration is its own immutable copy:
+    ``plain`` (no truncation), ``truncating`` (longest-first) and, given a ``doc_stride``,
+    ``windowing`` (context-only, with overflowing windows). The encoder owns ``tokenizer``
+    (its truncation and padding are switched off).
+    """
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        max_length: int,
+        doc_stride: int | None = None,
+        max_query_length: int | None = None,
+    ) -> None:
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        self.plain = tokenizer
+        self.max_query_length = max_query_length or max_length
+        self.truncating = Tokenizer.from_str(tokenizer.to_str())
+        self.truncating.enable_truncation(max_length, strategy="longest_first")
+        self.windowing: Tokenizer | None = None
+        if doc_stride is not None:
+            # doc_stride is the overlap between consecutive context windows, as in HF run_qa.
+            stride = effective_doc_stride(max_length, max_query_length, doc_stride)
+            self.windowing = Tokenizer.from_str(tokenizer.to_str())
+            self.windowing.enable_truncation(max_length, stride=stride, strategy="only_second")
+        self.info = TokenizerInfo(max_length=max_length)
+
+    @classmethod
+    def from_file(
+        cls,
+        tokenizer_path: Path,
+        max_length: int,
+        doc_stride: int | None = None,
+        max_query_length: int | None = None,
+    ) -> TextEncoder:
+        """The encoder of a ``tokenizer.json`` (a bundle's or a backbone's)."""
+        tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        return cls(tokenizer, max_length, doc_stride, max_query_length)
+
+    def _truncated(
+        self, items: Sequence[object], truncate: Sequence[bool], pretokenized: bool
+    ) -> tuple[list[Encoding], list[bool]]:
+        """Encode ``items``; those over ``max_length`` are re-encoded truncated where allowed,
+        the others keep their full (too long) encoding for the caller to refuse."""
+        encodings = self.plain.encode_batch(list(items), is_pretokenized=pretokenized)
+        limit = self.info.max_length
+        over = [i for i, e in enumerate(encodings) if len(e.ids) > limit and truncate[i]]
+        if over:
+            redone = self.truncating.encode_batch(
+                [items[i] for i in over], is_pretokenized=pretokenized
+            )
+            for i, enc in zip(over, redone, strict=True):
+                encodings[i] = enc
+        cut = set(over)
+        return encodings, [i in cut for i in range(len(items))]
+
+    def encode_texts(
+        self, texts: Sequence[str | tuple[str, str]], truncate: Sequence[bool]
+    ) -> tuple[list[Encoding], list[bool]]:
+        """Encode strings or ``(text, pair)``; returns encodings and whether each was cut."""
+        return self._truncated(texts, truncate, pretokenized=False)
+
+    def encode_words(
+        self, word_lists: Sequence[Sequence[str]], truncate: Sequence[bool]
+    ) -> tuple[list[Encoding], list[bool]]:
+        """Encode pre-split words; ``Encoding.word_ids`` maps tokens back to words."""
+        return self._truncated([list(w) for w in word_lists], truncate, pretokenized=True)
+
+    def cap_questions(self, questions: Sequence[str]) -> list[tuple[str, int]]:
+        """Per question: the question cut to ``max_query_length`` sub-tokens (where the first
+        token past the limit starts) and its full length in sub-tokens."""
+        encodings = self.plain.encode_batch(list(questions), add_special_tokens=False)
+        limit = self.max_query_length
+        out = []
+        for question, enc in zip(questions, encodings, strict=True):
+            n = len(enc.ids)
+            out.append((question if n <= limit else question[: enc.offsets[limit][0]], n))
+        return out
+
+    def encode_windows(
+        self, questions: Sequence[str], contexts: Sequence[str]
+    ) -> list[list[Encoding]]:
+        """Per item: ``question`` + ``context`` as doc-stride windows over the context.
+
+        Questions are encoded as given (cap them first). Raises the tokenizer's exception when
+        a question leaves the context no room.
+        """
+        assert self.windowing is not None, "windowing needs doc_stride"
+        pairs = list(zip(questions, contexts, strict=True))
+        return [[first, *first.overflowing] for first in self.windowing.encode_batch(pairs)]
