@@ -92,3 +92,36 @@ def test_the_encoder_owns_fixed_configurations(tokenizer_json: Path) -> None:
     assert enc.windowing.truncation["stride"] == 2  # (12 - 3 - 4) // 2
     assert enc.max_query_length == 3
     assert TextEncoder(Tokenizer.from_file(str(tokenizer_json)), 12).max_query_length == 12
+
+
+def _specials(tokenizer_json: Path) -> set[int]:
+    """Control ids, <unk> aside: a character outside the vocabulary legitimately becomes it."""
+    import json
+
+    added = json.loads(tokenizer_json.read_text())["added_tokens"]
+    return {t["id"] for t in added if t["special"] and t["content"] != "<unk>"}
+
+
+def test_special_token_strings_are_text_in_training_and_serving(tokenizer_json: Path) -> None:
+    """A literal "<pad>" or "</s>" in user text is text: no control id outside the positions
+    the template adds, through the service's encoder and training's featuriser alike."""
+    from transformers import PreTrainedTokenizerFast
+
+    from training.features import Featurizer
+
+    hostile = "a <pad> b </s> <s> <unk> <mask>"
+    specials = _specials(tokenizer_json)
+    enc = TextEncoder.from_file(tokenizer_json, max_length=64)
+    (served,), _ = enc.encode_texts([hostile], [False])
+    assert served.ids[0] == 0 and served.ids[-1] == 2
+    assert not specials & set(served.ids[1:-1]), served.tokens
+    assert enc.encode_texts(["<unk>"], [False])[0][0].ids != [0, 3, 2]
+    (words,), _ = enc.encode_words([hostile.split()], [False])
+    assert not specials & set(words.ids[1:-1]), words.tokens
+    hf = PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_json), pad_token="<pad>")
+    feat = Featurizer("classify", hf, labels=["x", "y"], max_length=64)
+    (trained,) = feat([{"id": "1", "target": hostile, "source": hostile, "label": "x"}])
+    assert trained["target_input_ids"] == served.ids
+    # Ordinary text is encoded exactly as the untouched tokenizer does.
+    plain = "the cat sat on the mat"
+    assert enc.encode_texts([plain], [False])[0][0].ids == hf.backend_tokenizer.encode(plain).ids

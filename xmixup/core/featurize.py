@@ -15,6 +15,7 @@ transformers; training hands in its HF tokenizer's ``backend_tokenizer``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,14 +58,39 @@ class TokenizerInfo:
     max_length: int
 
 
+def literal_special_text(tokenizer: Tokenizer) -> Tokenizer:
+    """A copy of ``tokenizer`` on which user text can never produce a control token.
+
+    Two ways a literal ``"<pad>"`` in a request becomes id 1 otherwise: the added-token matcher
+    (switched off by ``encode_special_tokens``) and, for SentencePiece-style Unigram
+    vocabularies such as XLM-R's, the special pieces themselves, which sit in the model's
+    vocabulary with score 0 (the best possible) and win the segmentation. Those pieces are
+    renamed with a trailing "▁": the Metaspace pre-tokenizer only ever puts "▁" at the start
+    of a word, so no text can match them, while every score (and so the unknown-piece penalty
+    derived from the lowest one) stays as it was. ``"<pad>"`` becomes ``"<", "pad", ">"``; the
+    ids the post-processor adds (``<s>``, ``</s>``) and all other text are unaffected.
+    Training and serving both encode through this copy, so they agree on such text too.
+    """
+    data = json.loads(tokenizer.to_str())
+    specials = {t["content"] for t in data.get("added_tokens", []) if t.get("special")}
+    model = data.get("model", {})
+    if model.get("type") == "Unigram":
+        for piece in model.get("vocab", []):
+            if piece[0] in specials:
+                piece[0] += "\u2581"
+    literal = Tokenizer.from_str(json.dumps(data))
+    literal.encode_special_tokens = True
+    return literal
+
+
 class TextEncoder:
     """One tokenizer in the fixed configurations the rules need.
 
     ``tokenizers.Tokenizer`` keeps truncation as mutable state, so instead of toggling it per
     call (a race between the service's threads) each configuration is its own immutable copy:
     ``plain`` (no truncation), ``truncating`` (longest-first) and, given a ``doc_stride``,
-    ``windowing`` (context-only, with overflowing windows). The encoder owns ``tokenizer``
-    (its truncation and padding are switched off).
+    ``windowing`` (context-only, with overflowing windows). All are copies of ``tokenizer``
+    on which literal special-token strings are text (``literal_special_text``).
     """
 
     def __init__(
@@ -74,19 +100,24 @@ class TextEncoder:
         doc_stride: int | None = None,
         max_query_length: int | None = None,
     ) -> None:
-        tokenizer.no_padding()
-        tokenizer.no_truncation()
-        self.plain = tokenizer
+        self.plain = literal_special_text(tokenizer)
+        self.plain.no_padding()
+        self.plain.no_truncation()
         self.max_query_length = max_query_length or max_length
-        self.truncating = Tokenizer.from_str(tokenizer.to_str())
+        self.truncating = self._copy()
         self.truncating.enable_truncation(max_length, strategy="longest_first")
         self.windowing: Tokenizer | None = None
         if doc_stride is not None:
             # doc_stride is the overlap between consecutive context windows, as in HF run_qa.
             stride = effective_doc_stride(max_length, max_query_length, doc_stride)
-            self.windowing = Tokenizer.from_str(tokenizer.to_str())
+            self.windowing = self._copy()
             self.windowing.enable_truncation(max_length, stride=stride, strategy="only_second")
         self.info = TokenizerInfo(max_length=max_length)
+
+    def _copy(self) -> Tokenizer:
+        copy = Tokenizer.from_str(self.plain.to_str())
+        copy.encode_special_tokens = True  # a runtime switch, not serialised
+        return copy
 
     @classmethod
     def from_file(
