@@ -193,6 +193,9 @@ def method_entry(
     if nos:
         e["no_source"] = _mean_block(nos)
         e["no_source"]["lambda"] = statistics.fmean(n["lambda"]["mean"] for n in nos)
+    unmixed = _seed_files(dirs, "eval-unmixed.json")  # experiments/fallback.py
+    if unmixed:
+        e["no_source_unmixed"] = _mean_block(unmixed)
     _cost(e, dirs)
     return e
 

@@ -71,7 +71,11 @@ def _table_rows(task: str, entries: dict[str, Any]) -> list[tuple[str, str, dict
             rows.append(("xmixup: mixed target stream alone", "", e["target_stream"]))
             rows.append(("xmixup: English stream alone", "", e["source_stream"]))
         if "no_source" in e:
-            rows.append(("xmixup, no translation sent (fallback)", "", e["no_source"]))
+            rows.append(
+                ("xmixup, no translation sent (target as its own source)", "", e["no_source"])
+            )
+        if "no_source_unmixed" in e:
+            rows.append(("xmixup, no translation sent (mixing off)", "", e["no_source_unmixed"]))
         if "oracle_clean" in e:
             rows.append((f"{method} (oracle: human translation, P = 0)", "", e["oracle_clean"]))
     return rows
