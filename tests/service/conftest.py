@@ -49,8 +49,9 @@ async def _reporting(app):
             yield
     finally:
         # training.cli / training.commands are the argparse-only shells the `xmixup` dispatcher
-        # registers; any other training module (or torch, transformers) must never load.
-        shells = ("training", "training.cli", "training.commands")
+        # registers, and training.options the stdlib-only dataclass `xmixup train`'s flags are
+        # generated from; any other training module (or torch, transformers) must never load.
+        shells = ("training", "training.cli", "training.commands", "training.options")
         bad = sorted(
             m for m in sys.modules
             if m.split(".")[0] in ("torch", "transformers", "onnx")
