@@ -88,3 +88,23 @@ def test_check_refuses_impossible_combinations(changes: dict, match: str) -> Non
     with pytest.raises(UserError, match=match):
         opts.check()
     TrainOptions(task="tag", train="t.jsonl", out="o").check()  # the defaults pass
+
+
+def test_options_module_stays_stdlib_only() -> None:
+    """`xmixup serve` loads the CLI, whose train flags come from training.options: that module
+    must not pull torch, transformers or numpy into the server process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, training.options; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'transformers', 'numpy', 'tokenizers')))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.strip() == "[]"
