@@ -17,7 +17,7 @@ from service.errors import ServiceError, field_error
 from service.registry import ModelRuntime
 from service.schemas import ClassifyItem, QAItem, TagItem
 from xmixup.core.featurize import Offsets, context_offsets, first_subtoken_words
-from xmixup.core.words import UnsegmentedScript, Word, join_words, split_words
+from xmixup.core.words import Word, join_words, split_words
 
 
 def _ids(ids: list[int]) -> np.ndarray:
@@ -126,10 +126,7 @@ class TagPlan:
 def _words(value: str | list[str], loc: str) -> tuple[str, list[Word]]:
     if isinstance(value, list):
         return join_words(value)
-    try:
-        words = split_words(value)
-    except UnsegmentedScript as exc:
-        raise field_error(422, loc, str(exc), kind="unsegmented-script") from None
+    words = split_words(value)
     if not words:
         raise field_error(422, loc, "contains no words (only whitespace)")
     return value, words

@@ -88,8 +88,18 @@ def test_tag_offsets_slice_the_text_and_entities_follow_tags(client: httpx.Clien
     assert [t["text"] for t in pre["tokens"]] == tokens
     joined = " ".join(tokens)
     assert all(joined[t["start"] : t["end"]] == t["text"] for t in pre["tokens"])
-    # CJK: one character per word, never the whole sentence as one word
-    assert [t["text"] for t in zh["tokens"]] == list(ZH)
+    # Chinese: ICU's dictionary words, never the whole sentence as one word
+    assert [t["text"] for t in zh["tokens"]] == [
+        "猫",
+        "坐在",
+        "垫子",
+        "上",
+        "，",
+        "看",
+        "着",
+        "窗外",
+        "。",
+    ]
     for res, text in ((de, DE), (pre, joined), (zh, ZH)):
         _check_entities(res, text)
 
@@ -109,12 +119,15 @@ def _check_entities(res: dict[str, Any], text: str) -> None:
     assert covered == {k for k, t in enumerate(tags) if t and t != "O"}
 
 
-def test_tag_refuses_unsegmented_script_string_but_takes_tokens(client: httpx.Client) -> None:
-    thai = "แมวนั่งอยู่บนเสื่อ"
-    r = client.post("/tag", json={"inputs": [{"target": "ok"}, {"target": thai}]})
-    body = _problem(r, 422)
-    assert body["errors"][0]["loc"] == "inputs.1.target"
-    assert "Thai" in body["detail"] and "pre-split" in body["detail"]
+def test_tag_segments_thai_and_chinese_strings_and_takes_tokens(client: httpx.Client) -> None:
+    thai, chinese = "แมวนั่งอยู่บนเสื่อ", "北京是中国的首都。"
+    r = client.post("/tag", json={"inputs": [{"target": thai}, {"target": chinese}]})
+    assert r.status_code == 200, r.text
+    th, zh = (res["tokens"] for res in r.json()["results"])
+    assert [t["text"] for t in th] == ["แมว", "นั่ง", "อยู่", "บน", "เสื่อ"]
+    assert [t["text"] for t in zh] == ["北京", "是", "中国", "的", "首都", "。"]
+    for text, tokens in ((thai, th), (chinese, zh)):
+        assert all(text[t["start"] : t["end"]] == t["text"] for t in tokens)
     ok = client.post("/tag", json={"inputs": [{"target": ["แมว", "นั่ง", "อยู่", "บน", "เสื่อ"]}]})
     assert ok.status_code == 200
     assert len(ok.json()["results"][0]["tokens"]) == 5

@@ -16,7 +16,7 @@ from service.schemas import TaggedToken
 from service.settings import Settings
 from xmixup.core.decode import bio_entities
 from xmixup.core.featurize import TextEncoder
-from xmixup.core.words import UnsegmentedScript, split_words
+from xmixup.core.words import split_words
 
 
 def test_split_words_rule() -> None:
@@ -24,16 +24,27 @@ def test_split_words_rule() -> None:
     words = split_words(text)
     assert [w for w, _, _ in words] == ["Hi", ",", "Anna", "'", "s", "café", "(", "2024", ")", "!"]
     assert all(text[s:e] == w for w, s, e in words)
-    assert [w for w, _, _ in split_words("我爱北京 Berlin")] == ["我", "爱", "北", "京", "Berlin"]
-    assert [w for w, _, _ in split_words("ひらがなテスト")] == list("ひらがなテスト")
+    # Scripts without spaces: ICU's dictionary-based word breaker.
+    assert [w for w, _, _ in split_words("我爱北京 Berlin")] == ["我", "爱", "北京", "Berlin"]
+    assert [w for w, _, _ in split_words("ab漢字cd")] == ["ab", "漢字", "cd"]
     assert [w for w, _, _ in split_words("고양이가 매트")] == [
         "고양이가",
         "매트",
     ]  # Hangul has spaces
     assert split_words("  \n ") == []
-    for text, script in [("สวัสดีครับ", "Thai"), ("ok ສະບາຍດີ", "Lao"), ("សួស្តី", "Khmer")]:
-        with pytest.raises(UnsegmentedScript, match=script):
-            split_words(text)
+    thai = "กรุงเทพมหานครเป็นเมืองหลวงของประเทศไทย"
+    assert [w for w, _, _ in split_words(thai)] == [
+        "กรุงเทพมหานคร",
+        "เป็น",
+        "เมือง",
+        "หลวง",
+        "ของ",
+        "ประเทศไทย",
+    ]
+    for text in (thai, "ok ສະບາຍດີ ປະເທດລາວ", "北京是中华人民共和国的首都，人口超过两千万。"):
+        words = split_words(text)
+        assert all(text[s:e] == w for w, s, e in words)
+        assert "".join(w for w, _, _ in words) == "".join(text.split())
 
 
 def _tokens(tags: list[str | None]) -> list[TaggedToken]:
