@@ -42,7 +42,8 @@ class XMixupConfig:
 
     `mixup_layer=None` means "the task default for this encoder's depth"; it is resolved (and
     then stored) when the model is built, see `resolve(num_layers)`. `max_length=None` means
-    128 (384 for QA).
+    128 (384 for QA). `trust_head`: the model holds a fitted translation-trust head
+    (training/trust.py); checkpoints written before it existed load with False.
     """
 
     task: str
@@ -59,6 +60,7 @@ class XMixupConfig:
     max_query_length: int = 64
     max_answer_length: int = 30
     backbone: str = ""
+    trust_head: bool = False
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
