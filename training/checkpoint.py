@@ -1,7 +1,8 @@
 """The xmixup checkpoint directory: reading and writing it, strictly.
 
 Layout (docs/ARCHITECTURE.md): config.json = encoder HF config + "xmixup" section,
-model.safetensors with keys encoder.* / head.* / gate.*, tokenizer files. Never pickles.
+model.safetensors with keys encoder.* / head.* / gate.* (+ trust.* once the trust head is
+fitted), tokenizer files. Never pickles.
 """
 
 from __future__ import annotations
