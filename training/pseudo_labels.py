@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from training.features import Collator, Featurizer
+from training.collate import Collator
+from training.features import Featurizer
 from xmixup.errors import UserError
 
 log = logging.getLogger(__name__)
