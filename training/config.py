@@ -82,6 +82,11 @@ class XMixupConfig:
                 f"method 'translate-test' is only defined for task 'classify', not {self.task!r}",
                 "use 'translate-train' or 'zero-shot' as the baseline for tagging and QA",
             )
+        if self.trust_head and self.method != "xmixup":
+            raise UserError(
+                f"trust_head is only defined for method 'xmixup', not {self.method!r}",
+                "only X-Mixup graphs run the source stream the trust head reads",
+            )
         if self.gate not in GATES:
             raise UserError(f"unknown gate {self.gate!r}", f"use one of: {', '.join(GATES)}")
         if self.pooling not in POOLINGS:
