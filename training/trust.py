@@ -31,10 +31,14 @@ from xmixup.errors import UserError
 log = logging.getLogger(__name__)
 
 DEFAULT_ITEMS = 2000
+# Measured on the raw multilingual-e5-small, SIB-200 example data (examples/data/sib200: fit on
+# the 261 distinct train sources, AUROC of clean vs P = 0.3 on the 134 distinct eval sources):
+# state at layer 8 (classification's mixup layer) 0.951 / 0.964 / 0.968 / 0.971 with L2 1e-3 /
+# 0.1 / 0.3 / 1.0; adding P = 0.15 negatives lowered it (0.947 / 0.961 at 1e-3 / 0.1); layer 4
+# (tagging's) 0.941 at 0.3. Larger fits need less L2, hence 0.3 rather than 1.0.
 DEFAULT_NOISE_LEVELS = (0.3,)
-# L2 strength on the mean log-loss (standardised features): 1e-3 ≈ scikit-learn's C = 1 for
-# the ~2-4k rows the fit sees.
-DEFAULT_L2 = 1e-3
+# L2 strength on the mean log-loss over standardised features.
+DEFAULT_L2 = 0.3
 
 
 def fit_logistic(
