@@ -51,7 +51,7 @@ from xmixup.core import bundle as bundle_mod
 from xmixup.core.manifest import MODEL_NAME, TOKENIZER_NAME, Manifest
 from xmixup.core.runner import Runner
 from xmixup.core.special_tokens import read_special_tokens
-from xmixup.core.vocab import TASK_OUTPUTS
+from xmixup.core.vocab import graph_outputs
 
 if TYPE_CHECKING:
     from training.modeling import XMixupModel
@@ -130,7 +130,7 @@ def load_checkpoint(checkpoint: Path) -> LoadedModel:
     return LoadedModel(
         model=model,
         inputs=graph_inputs(config.method),
-        outputs=TASK_OUTPUTS[config.task],
+        outputs=graph_outputs(config.task, model.trust is not None),
         external=param_bytes > EXTERNAL_DATA_BYTES,
     )
 

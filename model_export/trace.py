@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from model_export.parity import Feeds, generated_cases
-from xmixup.core.vocab import INPUT_NAMES, TASK_OUTPUTS
+from xmixup.core.vocab import INPUT_NAMES, TRUST_OUTPUT, graph_outputs
 from xmixup.errors import UserError
 
 if TYPE_CHECKING:
@@ -101,14 +101,14 @@ def full_source_module(model: XMixupModel) -> torch.nn.Module:
             s_mask: torch.Tensor,
         ) -> tuple[torch.Tensor, ...]:
             # XMixupModel._mixed_streams with source_full=True: the training-time path.
-            t_last, s_last, lam, _, _ = self.model._mixed_streams(
+            mixed = self.model._mixed_streams(
                 t_ids, t_mask.bool(), s_ids, s_mask.bool(), True, False
             )
-            assert s_last is not None
-            logits = self.model.head(t_last, t_mask.bool())
+            assert mixed.source is not None
+            logits = self.model.head(mixed.target, t_mask.bool())
             if model.config.task == "qa":
-                return logits[..., 0], logits[..., 1], lam, s_last
-            return logits, lam, s_last
+                return logits[..., 0], logits[..., 1], mixed.ratio, mixed.source
+            return logits, mixed.ratio, mixed.source
 
     return FullSource().eval()
 
@@ -145,7 +145,7 @@ def _example_inputs(inputs: Sequence[str], vocab_size: int, pad_id: int) -> tupl
 def _dynamic_axes(inputs: Sequence[str], outputs: Sequence[str]) -> dict[str, dict[int, str]]:
     axes: dict[str, dict[int, str]] = {name: dict(enumerate(AXES[name])) for name in inputs}
     for name in outputs:
-        if name in ("probabilities", "mixup_ratio"):
+        if name in ("probabilities", "mixup_ratio", TRUST_OUTPUT):
             axes[name] = {0: "batch"}
         elif name.startswith("source"):
             axes[name] = {0: "batch", 1: "source_length"}
@@ -168,7 +168,7 @@ def export_onnx(
 
     config = model.config
     inputs = tuple(inputs or graph_inputs(config.method))
-    outputs = tuple(outputs or TASK_OUTPUTS[config.task])
+    outputs = tuple(outputs or graph_outputs(config.task, model.trust is not None))
     module = module if module is not None else predict_module(model, inputs, outputs)
     enc_cfg: Any = model.encoder.config
     example = _example_inputs(inputs, int(enc_cfg.vocab_size), int(enc_cfg.pad_token_id or 0))

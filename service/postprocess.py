@@ -20,6 +20,15 @@ from service.schemas import (
     TagResult,
 )
 from xmixup.core.decode import best_spans, bio_entities, word_tags
+from xmixup.core.vocab import TRUST_OUTPUT
+
+
+def _trust(source_used: bool, out: RowResult | None) -> float | None:
+    """The item's translation trust; None without a source (the target stood in) or when the
+    graph has no trust output."""
+    if not source_used or out is None or TRUST_OUTPUT not in out.outputs:
+        return None
+    return float(out.outputs[TRUST_OUTPUT])
 
 
 def classify_result(labels: list[str], plan: ClassifyPlan, out: RowResult) -> ClassifyResult:
@@ -29,6 +38,7 @@ def classify_result(labels: list[str], plan: ClassifyPlan, out: RowResult) -> Cl
         label=labels[best],
         scores={label: float(p) for label, p in zip(labels, probs, strict=True)},
         mixup_ratio=float(out.outputs["mixup_ratio"]),
+        translation_trust=_trust(plan.source_used, out),
         source_used=plan.source_used,
         truncated=plan.truncated,
     )
@@ -50,6 +60,7 @@ def tag_result(labels: list[str], bio: bool, plan: TagPlan, out: RowResult) -> T
         tokens=tokens,
         entities=[Entity(**asdict(e)) for e in bio_entities(tokens, plan.text)] if bio else [],
         mixup_ratio=float(out.outputs["mixup_ratio"]),
+        translation_trust=_trust(plan.source_used, out),
         source_used=plan.source_used,
         truncated=plan.truncated,
     )
@@ -66,6 +77,7 @@ def qa_result(plan: QAPlan, outs: list[RowResult], top_k: int, max_answer_length
     return QAResult(
         answers=[Answer(text=s.text, start=s.start, end=s.end, score=s.probability) for s in spans],
         mixup_ratio=ratio,
+        translation_trust=_trust(plan.source_used, outs[0] if outs else None),
         source_used=plan.source_used,
         truncated=plan.truncated,
     )

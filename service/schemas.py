@@ -57,6 +57,16 @@ class _Result(BaseModel):
         description="λ: how much of the source (translation) stream was mixed into the target "
         "stream (0 … λ0). Averaged over windows for long QA contexts."
     )
+    translation_trust: float | None = Field(
+        default=None,
+        description="Probability that `source` is a faithful translation of the target, from "
+        "the model's translation-trust head (read off the source stream at the mixup layer), "
+        "calibrated on the training data's noise model (a clean English source vs the same "
+        "source with about 30 % of its words dropped, swapped or substituted). It is not a "
+        "quality estimate for the target or for the prediction. null when no source was "
+        "given or the model has no trust head. Long QA contexts: the first window's value.",
+        examples=[0.97],
+    )
     source_used: bool = Field(
         description="False when no source was given (the target served as its own source) or "
         "the model takes no source stream."

@@ -1,12 +1,14 @@
 """The xmixup checkpoint directory: reading and writing it, strictly.
 
 Layout (docs/ARCHITECTURE.md): config.json = encoder HF config + "xmixup" section,
-model.safetensors with keys encoder.* / head.* / gate.*, tokenizer files. Never pickles.
+model.safetensors with keys encoder.* / head.* / gate.* (+ trust.* once the trust head is
+fitted), tokenizer files. Never pickles.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -122,9 +124,14 @@ def write_checkpoint(
     path.mkdir(parents=True, exist_ok=True)
     data = dict(encoder_config)
     data["xmixup"] = config.to_dict()
-    (path / CONFIG_FILE).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    # Both files are written aside, then renamed into place one right after the other:
+    # rewriting a checkpoint in place (`xmixup trust`) never leaves a half-written file.
+    staged = {name: path / f".{name}.tmp" for name in (WEIGHTS_FILE, CONFIG_FILE)}
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    save_file(tensors, str(path / WEIGHTS_FILE), metadata={"format": "pt"})
+    save_file(tensors, str(staged[WEIGHTS_FILE]), metadata={"format": "pt"})
+    staged[CONFIG_FILE].write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    for name, tmp in staged.items():
+        os.replace(tmp, path / name)
     if tokenizer_dir.resolve() != path.resolve():
         for name in TOKENIZER_FILES:
             if (tokenizer_dir / name).is_file():

@@ -1,4 +1,4 @@
-"""Training-side subcommands: backbone, data, train, evaluate, analyze.
+"""Training-side subcommands: backbone, data, train, evaluate, trust, analyze.
 
 One module per command under ``training/commands/``; each exposes ``add_parser(subparsers)``
 and imports torch only inside its handler.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-COMMANDS = ("backbone", "data", "train", "evaluate", "analyze")
+COMMANDS = ("backbone", "data", "train", "evaluate", "trust", "analyze")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

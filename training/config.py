@@ -42,7 +42,8 @@ class XMixupConfig:
 
     `mixup_layer=None` means "the task default for this encoder's depth"; it is resolved (and
     then stored) when the model is built, see `resolve(num_layers)`. `max_length=None` means
-    128 (384 for QA).
+    128 (384 for QA). `trust_head`: the model holds a fitted translation-trust head
+    (training/trust.py); checkpoints written before it existed load with False.
     """
 
     task: str
@@ -59,6 +60,7 @@ class XMixupConfig:
     max_query_length: int = 64
     max_answer_length: int = 30
     backbone: str = ""
+    trust_head: bool = False
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -79,6 +81,11 @@ class XMixupConfig:
             raise UserError(
                 f"method 'translate-test' is only defined for task 'classify', not {self.task!r}",
                 "use 'translate-train' or 'zero-shot' as the baseline for tagging and QA",
+            )
+        if self.trust_head and self.method != "xmixup":
+            raise UserError(
+                f"trust_head is only defined for method 'xmixup', not {self.method!r}",
+                "only X-Mixup graphs run the source stream the trust head reads",
             )
         if self.gate not in GATES:
             raise UserError(f"unknown gate {self.gate!r}", f"use one of: {', '.join(GATES)}")

@@ -28,6 +28,7 @@ from xmixup.core.decode import best_spans, word_tags
 from xmixup.core.manifest import MANIFEST_NAME
 from xmixup.core.runner import Runner
 from xmixup.core.special_tokens import SpecialTokens, pad_id_of
+from xmixup.core.vocab import TRUST_OUTPUT
 from xmixup.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,11 @@ class TorchPredictor(Predictor):
                     }
                 else:
                     res = model.predict(**t)
+                if model.trust is not None and TRUST_OUTPUT not in res:
+                    mask = t["source_attention_mask"].bool()
+                    res[TRUST_OUTPUT] = model.trust(
+                        model.source_mix(t["source_input_ids"], mask), mask
+                    )
         finally:
             model.train(was_training)
         return {k: v.detach().float().cpu().numpy() for k, v in res.items()}
@@ -256,6 +262,12 @@ def evaluate_records(
             progress(bi + 1, len(batches))
     result = _score(info, recs, feats, outputs)
     result["lambda"] = _lambda_stats([float(x) for x in outputs["mixup_ratio"]])
+    scores = result.pop("score_per_item")
+    if TRUST_OUTPUT in outputs:
+        # Per item, in item order: its first feature's value (QA: the first window's).
+        first = {f["example_index"]: fi for fi, f in reversed(list(enumerate(feats)))}
+        trust = [float(outputs[TRUST_OUTPUT][first[i]]) for i in range(len(recs))]
+        result.update(trust=_lambda_stats(trust), trust_per_item=trust, score_per_item=scores)
     result.update(
         task=info.task,
         method=info.method,
@@ -278,6 +290,7 @@ def _score(info: ModelInfo, recs: list[dict], feats: list[dict], out: dict[str, 
         gold_ids = [info.labels.index(r["label"]) for r in recs]
         by_example = [int(np.argmax(p)) for p in out["probabilities"]]
         res = M.accuracy_by_lang(langs, by_example, gold_ids)
+        res["score_per_item"] = [float(p == g) for p, g in zip(by_example, gold_ids, strict=True)]
         if "target_probabilities" in out:
             res["streams"] = {
                 name: M.accuracy_by_lang(
@@ -312,6 +325,7 @@ def _score_tag(info: ModelInfo, recs: list[dict], feats: list[dict], logits: lis
     else:
         res = M.word_accuracy_by_lang(langs, preds, golds)
     res["truncated_words"] = truncated
+    res["score_per_item"] = M.word_accuracy_per_item(preds, golds)
     return res
 
 
@@ -327,7 +341,12 @@ def _score_qa(info: ModelInfo, recs: list[dict], feats: list[dict], out: dict[st
         spans = best_spans(r["context"], windows[i], max_answer_length=info.max_answer_length)
         predictions.append(spans[0].text if spans else "")
     golds_text = [[a["text"] for a in r["answers"]] for r in recs]
-    return M.squad_by_lang([r["lang"] for r in recs], predictions, golds_text)
+    res = M.squad_by_lang([r["lang"] for r in recs], predictions, golds_text)
+    res["score_per_item"] = [
+        M.qa_scores(p, g, r["lang"])[1]
+        for p, g, r in zip(predictions, golds_text, recs, strict=True)
+    ]
+    return res
 
 
 def eval_view(records: Sequence[Any], task: str, select_on: str) -> list[dict[str, Any]]:
@@ -352,6 +371,11 @@ def format_table(result: dict[str, Any]) -> str:
     if lam:
         lines.append(
             f"lambda mean {lam['mean']:.4f} std {lam['std']:.4f} min {lam['min']:.4f} max {lam['max']:.4f}"
+        )
+    if "trust" in result:
+        t = result["trust"]
+        lines.append(
+            f"trust mean {t['mean']:.4f} std {t['std']:.4f} min {t['min']:.4f} max {t['max']:.4f}"
         )
     for name, s in (result.get("streams") or {}).items():
         lines.append(f"{name} stream alone: {s['avg']:.2f}")

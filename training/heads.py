@@ -63,3 +63,15 @@ def build_head(task: str, hidden: int, num_labels: int, dropout: float, pooling:
     if task == "qa":
         return QAHead(hidden)
     raise ValueError(f"unknown task {task!r}")
+
+
+def combine_streams(
+    t_logits: torch.Tensor, s_logits: torch.Tensor | None, combine: str
+) -> torch.Tensor:
+    """Class probabilities: the target's alone, or both streams' (mean of softmaxes, or the
+    softmax of the mean logits)."""
+    if s_logits is None:
+        return torch.softmax(t_logits, dim=-1)
+    if combine == "logits":
+        return torch.softmax((s_logits + t_logits) / 2.0, dim=-1)
+    return (torch.softmax(s_logits, dim=-1) + torch.softmax(t_logits, dim=-1)) / 2.0

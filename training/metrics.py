@@ -143,6 +143,16 @@ def word_accuracy_by_lang(
     return summarize(_per_lang(pairs), "accuracy", Counter(langs))
 
 
+def word_accuracy_per_item(
+    preds: Sequence[Sequence[str]], golds: Sequence[Sequence[str]]
+) -> list[float]:
+    """Each item's share of correctly tagged words, in [0, 1] (0 for an item without words)."""
+    return [
+        sum(a == b for a, b in zip(p, g, strict=True)) / len(g) if g else 0.0
+        for p, g in zip(preds, golds, strict=True)
+    ]
+
+
 def _f1(correct: int, predicted: int, gold: int) -> float:
     precision = correct / predicted if predicted else 0.0
     recall = correct / gold if gold else 0.0

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from training.checkpoint import CONFIG_FILE, load_weights, read_checkpoint_config, write_checkpoint
 from training.config import XMixupConfig
-from training.heads import build_head
+from training.heads import build_head, combine_streams
 from training.mixup import (
     EntropyGate,
     encoder_layer,
@@ -28,6 +28,8 @@ from training.mixup import (
     mix_layer,
     self_attention_sublayer,
 )
+from training.trust_head import TrustHead
+from xmixup.core.vocab import TRUST_OUTPUT
 from xmixup.errors import UserError
 
 __all__ = ["XMixupModel", "XMixupOutput"]
@@ -51,6 +53,17 @@ class XMixupOutput:
     source_last_hidden: torch.Tensor | None
     target_hidden_states: tuple[torch.Tensor, ...] | None = None
     source_hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+class _Mixed(NamedTuple):
+    """Both streams through the mix (see `_mixed_streams`)."""
+
+    target: torch.Tensor
+    source: torch.Tensor | None  # the source's last state; None when it stopped at the mix
+    ratio: torch.Tensor  # λ [B]
+    target_states: tuple[torch.Tensor, ...] | None
+    source_states: tuple[torch.Tensor, ...] | None
+    source_mix: torch.Tensor  # the source after the mixup layer's attention sublayer
 
 
 class XMixupModel(nn.Module):
@@ -93,6 +106,8 @@ class XMixupModel(nn.Module):
             self.config.task, hidden, self.config.num_labels, float(dropout), self.config.pooling
         )
         self.gate = EntropyGate(self.config.lambda0, self.config.gate)
+        # Fitted post hoc (training/trust.py); only X-Mixup graphs run the source to the mix.
+        self.trust = TrustHead(hidden) if self.config.trust_head else None
         self.mixup = True
         self.tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir is not None else None
 
@@ -178,6 +193,18 @@ class XMixupModel(nn.Module):
         hidden = self._run(hidden, mask, 0, self.num_layers, states)
         return hidden, (tuple(states) if states is not None else None)
 
+    def source_mix(
+        self, s_ids: torch.Tensor, s_mask: torch.Tensor, states: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """The source stream up to the mixup layer's attention sublayer (what the target
+        cross-attends to, and what the trust head reads)."""
+        li = self.mixup_index
+        s = self._embed(s_ids)
+        if states is not None:
+            states.append(s)
+        s = self._run(s, s_mask, 0, li, states)
+        return self_attention_sublayer(self.layers[li], s, s_mask, self.num_heads)
+
     def _mixed_streams(
         self,
         t_ids: torch.Tensor,
@@ -186,28 +213,19 @@ class XMixupModel(nn.Module):
         s_mask: torch.Tensor,
         source_full: bool,
         keep_states: bool,
-    ) -> tuple[
-        torch.Tensor,
-        torch.Tensor | None,
-        torch.Tensor,
-        tuple[torch.Tensor, ...] | None,
-        tuple[torch.Tensor, ...] | None,
-    ]:
+    ) -> _Mixed:
         """Both streams with the mix at the mixup layer.
 
         With source_full=False the source stops after the mixup layer's attention sublayer
         (all the target needs from it): tag/QA inference skips the source's upper layers.
-        Returns (target_last, source_last or None, λ, target_states, source_states).
         """
         li = self.mixup_index
         t = self._embed(t_ids)
-        s = self._embed(s_ids)
         t_states = [t] if keep_states else None
-        s_states = [s] if keep_states and source_full else None
+        s_states: list[torch.Tensor] | None = [] if keep_states and source_full else None
         t = self._run(t, t_mask, 0, li, t_states)
-        s = self._run(s, s_mask, 0, li, s_states)
+        s_attn = self.source_mix(s_ids, s_mask, s_states)
         layer = self.layers[li]
-        s_attn = self_attention_sublayer(layer, s, s_mask, self.num_heads)
         t, lam = mix_layer(layer, self.gate, t, t_mask, s_attn, s_mask, self.num_heads)
         if t_states is not None:
             t_states.append(t)
@@ -218,12 +236,13 @@ class XMixupModel(nn.Module):
             if s_states is not None:
                 s_states.append(s)
             s_last = self._run(s, s_mask, li + 1, self.num_layers, s_states)
-        return (
+        return _Mixed(
             t,
             s_last,
             lam,
             tuple(t_states) if t_states is not None else None,
             tuple(s_states) if s_states is not None else None,
+            s_attn,
         )
 
     def _mixing(self, mixup: bool | None) -> bool:
@@ -269,18 +288,18 @@ class XMixupModel(nn.Module):
                 source_hidden_states=s_states,
             )
         if self._mixing(mixup):
-            t_last, s_last_opt, lam, t_states, s_states = self._mixed_streams(
+            mixed = self._mixed_streams(
                 target_input_ids, t_mask, source_input_ids, s_mask, True, output_hidden_states
             )
-            assert s_last_opt is not None
+            assert mixed.source is not None
             return XMixupOutput(
-                target_logits=self.head(t_last, t_mask),
-                source_logits=self.head(s_last_opt, s_mask),
-                mixup_ratio=lam,
-                target_last_hidden=t_last,
-                source_last_hidden=s_last_opt,
-                target_hidden_states=t_states,
-                source_hidden_states=s_states,
+                target_logits=self.head(mixed.target, t_mask),
+                source_logits=self.head(mixed.source, s_mask),
+                mixup_ratio=mixed.ratio,
+                target_last_hidden=mixed.target,
+                source_last_hidden=mixed.source,
+                target_hidden_states=mixed.target_states,
+                source_hidden_states=mixed.source_states,
             )
         t_last, t_states = self._plain_stream(target_input_ids, t_mask, output_hidden_states)
         out = XMixupOutput(
@@ -315,6 +334,7 @@ class XMixupModel(nn.Module):
         tag: {"logits" [B, Lt, C], "mixup_ratio"}; qa: {"start_logits", "end_logits" [B, Lt],
         "mixup_ratio"} — target stream only; the source runs only up to the mixup layer.
         Baselines ignore the source (translate-test: the target) and return λ = 0.
+        X-Mixup models with a fitted trust head add "translation_trust" [B] (mixing on).
         """
         if combine not in ("probs", "logits"):
             raise UserError(f"unknown combine {combine!r}", "use 'probs' (paper) or 'logits'")
@@ -331,34 +351,31 @@ class XMixupModel(nn.Module):
             return {"probabilities": probs, "mixup_ratio": self._zeros_ratio(s_mask)}
 
         s_last: torch.Tensor | None
+        trust: torch.Tensor | None = None
         if self._mixing(mixup):
-            t_last, s_last, lam, _, _ = self._mixed_streams(
+            mixed = self._mixed_streams(
                 target_input_ids, t_mask, source_input_ids, s_mask, task == "classify", False
             )
+            t_last, s_last, lam = mixed.target, mixed.source, mixed.ratio
+            if self.trust is not None:
+                trust = self.trust(mixed.source_mix, s_mask)
         else:
             t_last, _ = self._plain_stream(target_input_ids, t_mask, False)
             s_last, lam = None, zeros
         t_logits = self.head(t_last, t_mask)
 
+        out: dict[str, torch.Tensor]
         if task == "classify":
-            if s_last is None:
-                probs = torch.softmax(t_logits, dim=-1)
-            else:
-                s_logits = self.head(s_last, s_mask)
-                if combine == "logits":
-                    probs = torch.softmax((s_logits + t_logits) / 2.0, dim=-1)
-                else:
-                    probs = (
-                        torch.softmax(s_logits, dim=-1) + torch.softmax(t_logits, dim=-1)
-                    ) / 2.0
-            return {"probabilities": probs, "mixup_ratio": lam}
-        if task == "tag":
-            return {"logits": t_logits, "mixup_ratio": lam}
-        return {
-            "start_logits": t_logits[..., 0],
-            "end_logits": t_logits[..., 1],
-            "mixup_ratio": lam,
-        }
+            s_logits = self.head(s_last, s_mask) if s_last is not None else None
+            out = {"probabilities": combine_streams(t_logits, s_logits, combine)}
+        elif task == "tag":
+            out = {"logits": t_logits}
+        else:
+            out = {"start_logits": t_logits[..., 0], "end_logits": t_logits[..., 1]}
+        out["mixup_ratio"] = lam
+        if trust is not None:
+            out[TRUST_OUTPUT] = trust
+        return out
 
     def gate_parameters(self) -> list[nn.Parameter]:
         """λ's (w, b): the trainer gives them their own learning rate."""

@@ -96,6 +96,11 @@ class TrainOptions:
         metavar="P",
         help="seeded noisy source as scheduled-sampling stand-in when items have no source_bt",
     )
+    no_trust_head: bool = _opt(
+        False,
+        group=XMIXUP,
+        help="do not fit the translation-trust head (xmixup trust) at the end of an X-Mixup run",
+    )
     sampling_k: float | None = _opt(
         None, group=XMIXUP, help="inverse-sigmoid decay k (default 1000, QA 2000)"
     )

@@ -27,6 +27,7 @@ from training.pseudo_labels import TARGET_LOSS_METHODS, resolve_target_labels
 from training.run_checkpoints import average_checkpoints, checkpoint_dirs, refuse_unasked_resume
 from training.sampling import SamplingPlan, make_plan
 from training.schedule import Schedule, make_schedule, training_arguments, world_size
+from training.trust import fit_trust_head
 from training.xmixup_trainer import FeatureDataset, StepTimer, XMixupTrainer
 from xmixup.core.special_tokens import pad_id_of
 
@@ -292,6 +293,8 @@ def _finalise(
             TorchPredictor(model, tokenizer), inputs.eval, batch_size=opts.eval_batch_size
         )
         print(format_table(final_eval))
+    if opts.method == "xmixup" and not opts.no_trust_head:  # after the eval: metrics unchanged
+        fit_trust_head(model, tokenizer, inputs.train, opts.task, seed=opts.seed)
     model.save_pretrained(out_dir, tokenizer_dir=inputs.backbone)
     metrics = _metrics(opts, inputs, feats, schedule, fit, final_eval)
     write_json(_training_args(opts, inputs, feats, schedule, model), out_dir / "training_args.json")

@@ -488,6 +488,21 @@
       }
     }
     $("lambda-note").textContent = note;
+    renderTrust(res);
+  }
+
+  // translation_trust: P(the translation is faithful), from the model's trust head; null
+  // without a translation or for models without the head.
+  function renderTrust(res) {
+    const t = res.translation_trust;
+    const has = typeof t === "number";
+    $("trust").dataset.trust = has ? String(t) : "";
+    $("trust-value").textContent = has ? pct(t) : "n/a";
+    let note;
+    if (!has) note = res.source_used ? "(this model has no trust head)" : "(no translation given)";
+    else if (t >= 0.5) note = "— the translation looks faithful (calibrated on the training data's noise model; not a quality score for your text).";
+    else note = "— the translation looks degraded or unrelated (calibrated on the training data's noise model; not a quality score for your text).";
+    $("trust-note").textContent = note;
   }
 
   function renderTimings(response) {

@@ -99,6 +99,33 @@ def test_fp32_bundle_matches_pytorch_through_the_service_loader(
         assert np.all(got["mixup_ratio"] > 0) and np.all(got["mixup_ratio"] <= 0.5)
 
 
+@pytest.mark.parametrize("task", ["classify", "qa"])
+def test_trust_output_is_exported_and_matches_pytorch(
+    task: str, tiny_backbone: Path, tmp_path: Path
+) -> None:
+    """A fitted trust head adds translation_trust to the graph and the manifest; parity covers
+    it (QA: the source stream stops at the mixup layer, the head still reads it)."""
+    from tests.tiny import fit_tiny_trust
+    from training.modeling import XMixupModel
+
+    ckpt = make_tiny_checkpoint(
+        tmp_path / "ckpt", task, LABELS[task], backbone_dir=tiny_backbone, seed=3, **EXTRA[task]
+    )
+    fit_tiny_trust(ckpt)
+    result = onnx_export.export_bundle_result(ckpt, tmp_path / "bundle", name="trusty")
+    bundle = load_bundle(result.path)
+    assert bundle.manifest.outputs[-2:] == ["mixup_ratio", "translation_trust"]
+    assert bundle.manifest.parity["fp32"]["outputs"]["translation_trust"]["max_abs"] <= 1e-4
+    runner = Runner.for_bundle(bundle, "cpu", intra_op_threads=1)
+    model = XMixupModel.from_pretrained(ckpt)
+    cases = generated_cases(500, inputs=bundle.manifest.inputs, shapes=((3, 9, 14),), seed=5)
+    for _, feeds in cases:
+        ref = _torch_predict(model, feeds)["translation_trust"]
+        got = runner.run(feeds)["translation_trust"]
+        assert got.shape == (3,) and np.all((got > 0) & (got < 1))
+        np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
 def test_graph_has_three_independent_dynamic_axes(fp32_bundles: dict) -> None:
     path = fp32_bundles["tag"].path / "model.onnx"
     model = onnx.load(str(path))

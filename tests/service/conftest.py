@@ -68,9 +68,10 @@ sys.exit(main(["serve", *sys.argv[2:]]))
 
 @pytest.fixture(scope="session")
 def models_dir(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tiny-classify, tiny-tag, tiny-qa (X-Mixup) and tt-classify (translate-train baseline)."""
+    """tiny-classify, tiny-tag, tiny-qa (X-Mixup, trust head fitted) and tt-classify
+    (translate-train baseline, no trust output)."""
     from model_export.onnx_export import export_bundle
-    from tests.tiny import make_tiny_checkpoint
+    from tests.tiny import fit_tiny_trust, make_tiny_checkpoint
 
     root = tmp_path_factory.mktemp("service_models")
     specs = [(task, f"tiny-{task}", {"method": "xmixup", **EXTRA[task]}) for task in LABELS]
@@ -79,6 +80,8 @@ def models_dir(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) ->
         ckpt = make_tiny_checkpoint(
             root / f"_ckpt_{name}", task, LABELS[task], backbone_dir=tiny_backbone, seed=3, **cfg
         )
+        if cfg["method"] == "xmixup":  # the baseline keeps a graph without translation_trust
+            fit_tiny_trust(ckpt)
         export_bundle(ckpt, root / "models" / name, name=name)
     return root / "models"
 

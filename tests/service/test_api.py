@@ -70,6 +70,30 @@ def test_baseline_bundle_takes_no_source(client: httpx.Client) -> None:
     assert a["scores"] == pytest.approx(b["scores"], abs=1e-6)  # the source cannot matter
 
 
+def test_translation_trust_on_every_endpoint(client: httpx.Client) -> None:
+    """A probability when a source is sent to a trust-fitted model; null without a source or
+    for a graph without the trust output (the translate-train baseline)."""
+    qa_item = {"question": "Wo wohnt Anna?", "context": " ".join([CONTEXT] * 3)}
+    qa_src = {"source_question": "Where does Anna live?", "source_context": "Anna lives here."}
+    cases = {
+        "/classify": ({"target": DE}, {"source": EN}, {"source": "met Berlin the of"}),
+        "/tag": ({"target": DE}, {"source": EN}, {"source": "met Berlin the of"}),
+        "/qa": (qa_item, qa_src, {**qa_src, "source_context": "lives Anna."}),
+    }
+    for path, (base, source, other) in cases.items():
+        items = [{**base, **source}, base, {**base, **other}]
+        r = client.post(path, json={"inputs": items})
+        assert r.status_code == 200, r.text
+        with_src, without, changed = r.json()["results"]
+        assert 0.0 < with_src["translation_trust"] < 1.0, path
+        assert without["translation_trust"] is None and without["source_used"] is False
+        # The head reads the source: another source gives another value.
+        assert changed["translation_trust"] != with_src["translation_trust"], path
+    one = {"target": DE, "source": EN}
+    r = client.post("/classify", json={"inputs": [one], "model": "tt-classify"})
+    assert r.json()["results"][0]["translation_trust"] is None
+
+
 def test_tag_offsets_slice_the_text_and_entities_follow_tags(client: httpx.Client) -> None:
     tokens = ["Barack", "Obama", "besuchte", "Paris", "."]
     r = client.post(

@@ -64,7 +64,7 @@ def _chromium() -> str:
 @pytest.fixture(scope="module")
 def models_dir(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from model_export.onnx_export import export_bundle
-    from tests.tiny import make_tiny_checkpoint
+    from tests.tiny import fit_tiny_trust, make_tiny_checkpoint
 
     root = tmp_path_factory.mktemp("playground_models")
     for task in ("classify", "tag", "qa"):
@@ -76,6 +76,7 @@ def models_dir(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) ->
             seed=3,
             **EXTRA[task],
         )
+        fit_tiny_trust(ckpt)
         export_bundle(ckpt, root / task, name=f"tiny-{task}")
     return root
 
@@ -163,6 +164,12 @@ def _check_lambda(page: Any, result: dict[str, Any]) -> None:
     assert f"λ = {lam:.3f}" in page.inner_text("#lambda-pct")
     width = page.eval_on_selector("#lambda-fill", "e => parseFloat(e.style.width)")
     assert width == pytest.approx(100 * lam, abs=0.01)
+    trust = result["translation_trust"]
+    shown = page.get_attribute("#trust", "data-trust")
+    if trust is None:
+        assert shown == "" and page.inner_text("#trust-value") == "n/a"
+    else:
+        assert float(shown) == pytest.approx(trust, abs=1e-12)
     assert page.inner_text("#source-used") == ("yes" if result["source_used"] else "no")
     assert "inference" in page.inner_text("#timings")
 

@@ -17,3 +17,12 @@ TASK_OUTPUTS: dict[str, tuple[str, ...]] = {
     "tag": ("logits", "mixup_ratio"),
     "qa": ("start_logits", "end_logits", "mixup_ratio"),
 }
+# Optional output, per item [B]: the probability that the source is a faithful translation
+# (the trust head fitted post hoc on the source stream at the mixup layer). A graph has it
+# only when its checkpoint has a fitted head; bundles without it serve ``null``.
+TRUST_OUTPUT = "translation_trust"
+
+
+def graph_outputs(task: str, trust: bool) -> tuple[str, ...]:
+    """The outputs a task's graph gives, with the trust output when the head is fitted."""
+    return TASK_OUTPUTS[task] + ((TRUST_OUTPUT,) if trust else ())
