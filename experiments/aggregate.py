@@ -157,6 +157,49 @@ def _cost(e: dict[str, Any], dirs: list[Path]) -> None:
         e["steps"] = trains[0]["train"]["steps"]
 
 
+def _trust(dirs: list[Path]) -> dict[str, Any] | None:
+    """The translation-trust signal per seed: how well it tells a P = 0.3 source from the
+    clean one on the same eval items, and the metric on the most-trusted 80 % vs the rest."""
+    from training.trust_metrics import auroc, trusted_split
+
+    clean = _seed_files(dirs, "eval-main.json")
+    noisy = _seed_files(dirs, "eval-noise-0.3.json")
+    if not clean or not noisy or not all("trust_per_item" in x for x in clean + noisy):
+        return None
+    headline = _seed_files(dirs, f"eval-noise-{HEADLINE_P:g}.json")
+    per_seed = []
+    for c, n in zip(clean, noisy, strict=True):
+        mixed = trusted_split(
+            c["trust_per_item"] + n["trust_per_item"], c["score_per_item"] + n["score_per_item"]
+        )
+        seed = {
+            "auroc": auroc(c["trust_per_item"], n["trust_per_item"]),
+            "split_clean_and_p0.3": mixed,
+        }
+        per_seed.append(seed)
+    out: dict[str, Any] = {
+        "auroc": statistics.fmean(s["auroc"] for s in per_seed),
+        "auroc_per_seed": [s["auroc"] for s in per_seed],
+        "goal": 0.85,
+        "split_clean_and_p0.3": _mean_split([s["split_clean_and_p0.3"] for s in per_seed]),
+    }
+    if headline and all("trust_per_item" in h for h in headline):
+        out[f"split_p{HEADLINE_P:g}"] = _mean_split(
+            [trusted_split(h["trust_per_item"], h["score_per_item"]) for h in headline]
+        )
+    return out
+
+
+def _mean_split(splits: list[dict[str, Any]]) -> dict[str, Any]:
+    # Scores are fractions per item (accuracy 0/1, word accuracy, F1 in [0, 1]): as points.
+    return {
+        "trusted_80": 100 * statistics.fmean(s["trusted"] for s in splits),
+        "rest_20": 100 * statistics.fmean(s["rest"] for s in splits),
+        "n_trusted": splits[0]["n_trusted"],
+        "n_rest": splits[0]["n_rest"],
+    }
+
+
 def method_entry(
     args: argparse.Namespace, task: str, method: str, before: dict[str, Any] | None
 ) -> dict[str, Any] | None:
@@ -193,6 +236,10 @@ def method_entry(
     if nos:
         e["no_source"] = _mean_block(nos)
         e["no_source"]["lambda"] = statistics.fmean(n["lambda"]["mean"] for n in nos)
+    trust = _trust(dirs)
+    if trust:
+        e["trust_auroc"] = trust["auroc"]  # clean vs P = 0.3 source, mean over seeds
+        e["trust"] = trust
     unmixed = _seed_files(dirs, "eval-unmixed.json")  # experiments/fallback.py
     if unmixed:
         e["no_source_unmixed"] = _mean_block(unmixed)

@@ -135,6 +135,29 @@ def _lambda_table(entries: dict[str, Any]) -> list[str]:
         out.append(
             f"| xmixup, no translation | {entries['xmixup']['no_source']['lambda']:.4f} | | | |"
         )
+    return [*out, "", *_trust_lines(entries)]
+
+
+def _trust_lines(entries: dict[str, Any]) -> list[str]:
+    trust = entries.get("xmixup", {}).get("trust")
+    if not trust:
+        return []
+    seeds = " / ".join(f"{a:.3f}" for a in trust["auroc_per_seed"])
+    out = [
+        f"Translation trust (`translation_trust`): AUROC clean vs P = 0.3 source "
+        f"**{trust['auroc']:.3f}** (seeds {seeds}; goal ≥ {trust['goal']}).",
+        "",
+        "| items ranked by trust | most-trusted 80 % | other 20 % |",
+        "|---|---|---|",
+    ]
+    for key, label in (
+        ("split_p0.15", "eval at P = 0.15"),
+        ("split_clean_and_p0.3", "eval clean + P = 0.3"),
+    ):
+        if key in trust:
+            out.append(
+                f"| {label} | {trust[key]['trusted_80']:.1f} | {trust[key]['rest_20']:.1f} |"
+            )
     return [*out, ""]
 
 

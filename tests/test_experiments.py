@@ -94,6 +94,11 @@ def test_quick_run_writes_summary(tmp_path: Path) -> None:
     assert cls["translate-train"]["regime"]["source_at_inference"].startswith("none")
     assert "oracle_clean" not in cls["translate-train"]
     assert set(xm["dev"]["per_lang"]) == {"ur", "sw", "is"}  # selection data: unseen, train side
+    # The trust head is fitted at the end of xmixup training; its AUROC sits under the task.
+    assert 0.0 <= xm["trust_auroc"] <= 1.0 and len(xm["trust"]["auroc_per_seed"]) == 1
+    split = xm["trust"]["split_p0.15"]
+    assert split["n_trusted"] + split["n_rest"] == 36 and split["n_trusted"] == round(0.8 * 36)
+    assert "trust_auroc" not in cls["translate-train"]
     assert all(0.0 < v["lambda_mean"] < 0.5 for v in xm["sweep"].values())
     cka = xm["cka"]
     assert len(cka["before"]) == len(cka["after"]) == 3  # embeddings + 2 layers
@@ -106,6 +111,7 @@ def test_quick_run_writes_summary(tmp_path: Path) -> None:
     assert "xmixup: mixed target stream alone" in report
     assert "Translation quality sweep" in report
     assert "xmixup (oracle: human translation, P = 0)" in report
+    assert "Translation trust (`translation_trust`): AUROC clean vs P = 0.3" in report
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # --resume: nothing retrained or re-evaluated; hand-written text around the block is kept.
