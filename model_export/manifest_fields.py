@@ -47,6 +47,8 @@ def manifest_fields(
         "metrics": checkpoint_metrics(checkpoint),
         "export": export,
     }
+    if config.task == "tag":
+        fields["word_token"] = config.word_token
     if config.task == "qa":
         fields.update(
             doc_stride=config.doc_stride,

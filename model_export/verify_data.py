@@ -47,6 +47,7 @@ def real_cases(
         doc_stride=config.doc_stride,
         max_query_length=config.max_query_length,
         use_bt=False,
+        word_token=config.word_token,
     )
     feats = featurizer(records[:limit])
     collate = Collator(config.task, pad_id_of(tokenizer))

@@ -16,7 +16,7 @@ from service.engine import Row
 from service.errors import ServiceError, field_error
 from service.registry import ModelRuntime
 from service.schemas import ClassifyItem, QAItem, TagItem
-from xmixup.core.featurize import Offsets, context_offsets, first_subtoken_words
+from xmixup.core.featurize import Offsets, context_offsets, word_tokens
 from xmixup.core.words import Word, join_words, split_words
 
 
@@ -170,7 +170,7 @@ def tag_rows(
         else:
             row, used, cut = Row(target_ids, target_ids), False, False
         rows.append(row)
-        index = first_subtoken_words(te.word_ids)
+        index = word_tokens(te, rt.manifest.word_token_rule)
         plans.append(TagPlan(texts[i], word_lists[i], index, used, t_cut[i] or cut))
     return rows, plans
 

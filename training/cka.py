@@ -126,6 +126,7 @@ def cka_report(
         doc_stride=c.doc_stride,
         max_query_length=c.max_query_length,
         use_bt=False,
+        word_token=c.word_token,
     )(records)
     # QA: one feature per item (its first window), so rows stay parallel items.
     first: dict[int, dict[str, Any]] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from xmixup.core.featurize import WORD_TOKEN_RULES
 from xmixup.core.vocab import METHODS, TASKS
 from xmixup.errors import UserError
 
@@ -44,6 +45,8 @@ class XMixupConfig:
     then stored) when the model is built, see `resolve(num_layers)`. `max_length=None` means
     128 (384 for QA). `trust_head`: the model holds a fitted translation-trust head
     (training/trust.py); checkpoints written before it existed load with False.
+    `word_token`: the token a tagged word is read on (xmixup.core.featurize.word_tokens);
+    checkpoints written before it existed load with "first", the rule they were trained with.
     """
 
     task: str
@@ -61,6 +64,7 @@ class XMixupConfig:
     max_answer_length: int = 30
     backbone: str = ""
     trust_head: bool = False
+    word_token: str = "first"
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -92,6 +96,11 @@ class XMixupConfig:
         if self.pooling not in POOLINGS:
             raise UserError(
                 f"unknown pooling {self.pooling!r}", f"use one of: {', '.join(POOLINGS)}"
+            )
+        if self.word_token not in WORD_TOKEN_RULES:
+            raise UserError(
+                f"unknown word_token {self.word_token!r}",
+                f"use one of: {', '.join(WORD_TOKEN_RULES)}",
             )
         if self.tag_scheme is not None and self.tag_scheme not in TAG_SCHEMES:
             raise UserError(f"unknown tag_scheme {self.tag_scheme!r}", "use 'BIO' or null")

@@ -46,6 +46,7 @@ class ModelInfo:
     doc_stride: int
     max_query_length: int
     max_answer_length: int
+    word_token: str
 
 
 class Predictor:
@@ -79,6 +80,7 @@ class TorchPredictor(Predictor):
             c.doc_stride,
             c.max_query_length,
             c.max_answer_length,
+            c.word_token,
         )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -139,6 +141,7 @@ class OnnxPredictor(Predictor):
             m.doc_stride or 128,
             m.max_query_length or 64,
             m.max_answer_length or 30,
+            m.word_token_rule,
         )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -235,6 +238,7 @@ def evaluate_records(
         noise=noise,
         noise_replaces_source=noise is not None,
         use_bt=False,
+        word_token=info.word_token,
     )
     t0 = time.perf_counter()
     feats = featurizer(recs)

@@ -3,7 +3,8 @@
 Token ids, word indices and QA windows come from ``xmixup/core/featurize.py`` (the rules the
 service applies too). This adapter adds the training-only fields:
 - classify: the label, for the target and the source (``source``/``source_pair``).
-- tag: a word's label on its first sub-token, -100 elsewhere (or soft pseudo-labels).
+- tag: a word's label on the token its word-token rule picks, -100 elsewhere (or soft
+  pseudo-labels).
 - qa: every target window is a feature; a window that does not contain the answer points at
   CLS (0). The source is ``source_question`` + ``source_context``, first window only, with its
   own answer positions.
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
-from xmixup.core.featurize import TextEncoder, context_offsets, first_subtoken_words
+from xmixup.core.featurize import TextEncoder, context_offsets, word_tokens
 from xmixup.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class Featurizer:
     (``target_tag_probs`` as soft labels).
     ``tokenizer``: an HF fast tokenizer (its ``backend_tokenizer`` is used) or a
     ``tokenizers.Tokenizer``.
+    ``word_token``: tagging, the model's word-token rule (``xmixup.core.featurize.word_tokens``).
     """
 
     task: str
@@ -110,6 +112,7 @@ class Featurizer:
     noise_replaces_source: bool = False
     use_bt: bool = True
     target_label_mode: str = "gold"
+    word_token: str = "first"
     label_index: dict[str, int] = field(init=False)
     encoder: TextEncoder = field(init=False)
 
@@ -240,10 +243,10 @@ class Featurizer:
 
     # ------------------------------------------------------------------ tag
     def _encode_words(self, word_lists: list[list[str]]) -> tuple[list[list[int]], list[list[int]]]:
-        """Token ids and, per token, the word it starts (-1 elsewhere)."""
+        """Token ids and, per token, the word read on it (-1 elsewhere)."""
         encodings, _ = self.encoder.encode_words(word_lists, [True] * len(word_lists))
         return [list(e.ids) for e in encodings], [
-            first_subtoken_words(e.word_ids) for e in encodings
+            word_tokens(e, self.word_token) for e in encodings
         ]
 
     def _tag_labels(
@@ -295,7 +298,7 @@ class Featurizer:
         return feats
 
     def _soft_labels(self, first: list[int], probs: Sequence[Sequence[float]]) -> np.ndarray:
-        """A word's label distribution on its first sub-token, zero rows elsewhere."""
+        """A word's label distribution on the token it is read on, zero rows elsewhere."""
         soft = np.zeros((len(first), len(self.labels)), dtype=np.float32)
         for pos, w in enumerate(first):
             if w >= 0:

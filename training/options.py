@@ -19,6 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from xmixup.core.featurize import WORD_TOKEN_RULES
 from xmixup.core.vocab import METHODS, TASKS
 from xmixup.errors import UserError
 
@@ -110,6 +111,14 @@ class TrainOptions:
         choices=("gold", "pseudo"),
         help="tagging target loss: gold target_tags or soft pseudo-labels "
         "(default: gold when every item has target_tags)",
+    )
+    word_token: str = _opt(
+        "first-content",
+        group=XMIXUP,
+        choices=WORD_TOKEN_RULES,
+        help="tagging: the sub-token a word is labelled and read on. first-content skips a "
+        "bare word-boundary piece ('\u2581'), which SentencePiece tokenizers put before most "
+        "Chinese/Japanese/Thai words; first is the rule of models trained before it",
     )
     teacher: str | None = _opt(
         None,

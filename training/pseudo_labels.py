@@ -82,8 +82,13 @@ def pseudo_label_with_teacher(
         raise UserError(f"--teacher {teacher_dir} is a {teacher.info.task!r} model, not 'tag'")
     teacher_labels = list(teacher.info.labels)
     columns = _student_columns(teacher_labels, labels)
+    # The teacher reads its words on the tokens of its own rule, whatever the student's.
     feat = Featurizer(
-        "tag", teacher.tokenizer, labels=teacher_labels, max_length=teacher.info.max_length
+        "tag",
+        teacher.tokenizer,
+        labels=teacher_labels,
+        max_length=teacher.info.max_length,
+        word_token=teacher.info.word_token,
     )
     feats = feat(_teacher_view(records, teacher_labels[0]))
     collate = Collator("tag", teacher.pad_id)

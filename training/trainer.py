@@ -149,6 +149,7 @@ def _build_model(opts: TrainOptions, inputs: _Inputs) -> tuple[Any, Any]:
         pooling=opts.pooling,
         max_length=opts.max_length,
         backbone=str(inputs.backbone),
+        word_token=opts.word_token,
     )
     max_len = int(config.max_length or 0)  # resolved by XMixupConfig (128, QA 384)
     if task == "qa" and config.max_query_length + 8 > max_len:
@@ -200,6 +201,7 @@ def _featurise(opts: TrainOptions, inputs: _Inputs, config: Any, tokenizer: Any)
         noise=noise,
         use_bt=method == "xmixup",
         target_label_mode=inputs.target_label_mode,
+        word_token=config.word_token,
     )
     t0 = time.perf_counter()
     feats = featurizer(fit_recs)

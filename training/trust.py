@@ -96,6 +96,7 @@ def source_features(
         noise=noise,
         noise_replaces_source=noise is not None,
         use_bt=False,
+        word_token=c.word_token,
     )
     feats, seen = [], set()
     for f in featurizer(recs):

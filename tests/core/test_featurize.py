@@ -11,7 +11,7 @@ from xmixup.core.featurize import (
     TextEncoder,
     context_offsets,
     effective_doc_stride,
-    first_subtoken_words,
+    word_tokens,
 )
 from xmixup.core.words import join_words
 
@@ -42,11 +42,28 @@ def test_words_first_subtokens(tokenizer_json: Path) -> None:
     text, words = join_words(["Katzen", "schauen", "aus"])
     assert text == "Katzen schauen aus" and words[1] == ("schauen", 7, 14)
     [e], _ = enc.encode_words([[w for w, _, _ in words]], [True])
-    index = first_subtoken_words(e.word_ids)
-    assert index[0] == -1 and index[-1] == -1  # <s> and </s>
-    assert [w for w in index if w >= 0] == [0, 1, 2]
-    assert len(index) > 5  # some words have more than one sub-token, marked -1 after the first
-    assert first_subtoken_words([None, 0, 0, 1, None, 2, 2]) == [-1, 0, -1, 1, -1, 2, -1]
+    assert e.tokens[:3] == ["<s>", "\u2581", "K"]  # the tiny Unigram splits off a bare "▁"
+    first = word_tokens(e, "first")
+    assert first == [-1, 0, -1, -1, -1, -1, 1, -1, -1, 2, -1]
+    # "first-content" moves word 0 off its bare "▁" onto "K"; "▁scha" and "▁aus" stay
+    assert word_tokens(e, "first-content") == [-1, -1, 0, -1, -1, -1, 1, -1, -1, 2, -1]
+
+
+def test_first_content_skips_bare_boundary_pieces_with_content_after(
+    tokenizer_json: Path,
+) -> None:
+    enc = TextEncoder.from_file(tokenizer_json, max_length=64)
+    [cjk, lone], _ = enc.encode_words([["北京", "是"], ["\u2581", "the"]], [True, True])
+    assert cjk.tokens == ["<s>", "\u2581", "北京", "\u2581", "是", "</s>"]
+    assert word_tokens(cjk, "first") == [-1, 0, -1, 1, -1, -1]
+    assert word_tokens(cjk, "first-content") == [-1, -1, 0, -1, 1, -1]
+    # A word that is nothing but "▁" keeps it (no later sub-token to read it on); "the"
+    # moves off its own bare "▁".
+    assert lone.tokens == ["<s>", "\u2581", "\u2581", "the", "</s>"]
+    assert lone.word_ids == [None, 0, 1, 1, None]
+    assert word_tokens(lone, "first-content") == [-1, 0, -1, 1, -1]
+    with pytest.raises(ValueError, match="word-token rule"):
+        word_tokens(cjk, "last")
 
 
 def test_questions_are_capped_and_windows_cover_the_context(tokenizer_json: Path) -> None:

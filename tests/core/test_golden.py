@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from xmixup.core.decode import best_spans, bio_entities, word_tags
-from xmixup.core.featurize import TextEncoder, context_offsets, first_subtoken_words
+from xmixup.core.featurize import TextEncoder, context_offsets, word_tokens
 from xmixup.core.words import join_words, split_words
 
 GOLDEN = Path(__file__).parent / "golden" / "featurize.json"
@@ -90,7 +90,7 @@ def _tags(enc: TextEncoder) -> dict[str, Any]:
     )
     out = {}
     for (text, words), e in zip(cases, encodings, strict=True):
-        index = first_subtoken_words(e.word_ids)
+        index = word_tokens(e, "first")  # the rule of every model trained before the choice
         tags = word_tags(_tag_logits(len(e.ids)), index, TAG_LABELS, len(words))
         tagged = [
             {"text": w, "start": s, "end": end, "tag": t.tag, "score": round(t.score, 6)}

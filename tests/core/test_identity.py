@@ -18,8 +18,8 @@ def test_training_and_service_share_the_featuriser() -> None:
     import training.features as features
 
     assert features.TextEncoder is featurize.TextEncoder is registry.TextEncoder
-    assert features.first_subtoken_words is featurize.first_subtoken_words
-    assert pre.first_subtoken_words is featurize.first_subtoken_words
+    assert features.word_tokens is featurize.word_tokens
+    assert pre.word_tokens is featurize.word_tokens
     assert features.context_offsets is featurize.context_offsets
     assert pre.context_offsets is featurize.context_offsets
     assert pre.split_words is words.split_words and pre.join_words is words.join_words

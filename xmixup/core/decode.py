@@ -30,15 +30,15 @@ def softmax(x: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class WordTag:
     tag: str
-    score: float  # the tag's probability on the word's first sub-token
+    score: float  # the tag's probability on the token the word is read on
 
 
 def word_tags(
     logits: np.ndarray, word_index: Sequence[int], labels: Sequence[str], n_words: int
 ) -> list[WordTag | None]:
-    """Per word: the most probable tag on its first sub-token; None for a word without tokens
+    """Per word: the most probable tag on the token it is read on; None for a word without tokens
     (cut off by truncation). ``word_index`` is the featuriser's per-token word index on a
-    word's first sub-token (-1 elsewhere)."""
+    word's token (``xmixup.core.featurize.word_tokens``, -1 elsewhere)."""
     probs = softmax(logits)
     out: list[WordTag | None] = [None] * n_words
     for pos, word in enumerate(word_index):

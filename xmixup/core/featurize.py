@@ -4,7 +4,7 @@ Rules (docs/ARCHITECTURE.md "Tokenisation rules"):
 - sentences and sentence pairs: ``tokenizer.encode(text, pair)``, truncated longest-first to
   ``max_length``;
 - tagging: pre-split words encoded with ``is_pretokenized``; a word is read (and labelled) on
-  its first sub-token;
+  one token, chosen by the model's word-token rule (``word_tokens``);
 - QA: the question is cut to ``max_query_length`` sub-tokens, then ``question`` + ``context``
   is encoded with context-only truncation into doc-stride windows; offsets map each context
   token back to context characters.
@@ -33,11 +33,32 @@ def effective_doc_stride(max_length: int, max_query_length: int | None, doc_stri
     return max(0, min(doc_stride, room // 2))
 
 
-def first_subtoken_words(word_ids: Sequence[int | None]) -> list[int]:
-    """Per token: the word index on a word's first sub-token, -1 elsewhere."""
-    out, prev = [], None
-    for w in word_ids:
-        out.append(w if (w is not None and w != prev) else -1)
+# How a pre-split word picks the token it is read and labelled on (docs/ARCHITECTURE.md
+# "Tokenisation rules"). A model records its rule (checkpoint config, bundle manifest); a
+# model that records none was trained with "first".
+WORD_TOKEN_RULES = ("first", "first-content")
+WORD_BOUNDARY_PIECE = "\u2581"
+
+
+def word_tokens(encoding: Encoding, rule: str) -> list[int]:
+    """Per token: the word index on the token its word is read on, -1 elsewhere.
+
+    ``"first"``: a word's first sub-token. ``"first-content"``: its first sub-token that is
+    not a bare word-boundary piece ("▁"), when the word has a later sub-token. SentencePiece
+    (Metaspace) vocabularies encode most CJK/Thai words as "▁" followed by the characters, so
+    under "first" nearly every such word is read on the same content-free piece. WordPiece
+    vocabularies have no such pieces: both rules agree there.
+    """
+    if rule not in WORD_TOKEN_RULES:
+        raise ValueError(f"unknown word-token rule {rule!r}; use one of {WORD_TOKEN_RULES}")
+    word_ids, tokens = encoding.word_ids, encoding.tokens
+    out = [-1] * len(word_ids)
+    prev = None
+    for pos, w in enumerate(word_ids):
+        if w is not None and w != prev:
+            bare = rule == "first-content" and tokens[pos] == WORD_BOUNDARY_PIECE
+            later = pos + 1 < len(word_ids) and word_ids[pos + 1] == w
+            out[pos + 1 if bare and later else pos] = w
         prev = w
     return out
 

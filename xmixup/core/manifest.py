@@ -3,6 +3,9 @@
 Format version 2 adds ``pad_id`` and ``special_tokens`` (read from the bundle's
 ``tokenizer.json`` at export); a version 1 manifest has neither, and a loader derives them from
 its tokenizer by the same rule (``xmixup.core.special_tokens``).
+
+``word_token`` (tag bundles only, optional in both versions): the token a tagged word is read
+on (``xmixup.core.featurize.word_tokens``); a tag bundle without it was trained with "first".
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from xmixup import __version__ as XMIXUP_VERSION
+from xmixup.core.featurize import WORD_TOKEN_RULES
 from xmixup.core.special_tokens import SpecialTokens
 from xmixup.core.vocab import INPUT_NAMES, TASK_OUTPUTS
 
@@ -42,6 +46,7 @@ class Manifest(BaseModel):
     task: Literal["classify", "tag", "qa"]
     labels: list[str]
     tag_scheme: Literal["BIO"] | None = None
+    word_token: str | None = None
     pair_input: bool = False
     method: str = "xmixup"
     backbone: str
@@ -97,6 +102,10 @@ class Manifest(BaseModel):
             raise ValueError("labels: duplicate label names")
         if self.tag_scheme is not None and self.task != "tag":
             raise ValueError("tag_scheme: only a 'tag' bundle has a tag scheme")
+        if self.word_token is not None and self.task != "tag":
+            raise ValueError("word_token: only a 'tag' bundle reads words on a token")
+        if self.word_token is not None and self.word_token not in WORD_TOKEN_RULES:
+            raise ValueError(f"word_token: {self.word_token!r} is not one of {WORD_TOKEN_RULES}")
         if self.task == "qa":
             for field in ("doc_stride", "max_query_length", "max_answer_length"):
                 if getattr(self, field) is None:
@@ -124,6 +133,12 @@ class Manifest(BaseModel):
                 f"pad_id: {self.pad_id} differs from special_tokens' {self.special_tokens.pad_id}"
             )
         return self
+
+    @property
+    def word_token_rule(self) -> str:
+        """The bundle's word-token rule; "first" when the manifest records none (older tag
+        bundles were trained with it)."""
+        return self.word_token or WORD_TOKEN_RULES[0]
 
     @property
     def uses_source(self) -> bool:
