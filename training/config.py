@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from xmixup.core.featurize import WORD_TOKEN_RULES
-from xmixup.core.vocab import METHODS, TASKS
+from xmixup.core.vocab import METHODS, TASKS, WORD_TOKEN_RULES
 from xmixup.errors import UserError
 
 GATES = ("normalized", "paper")

@@ -19,8 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from xmixup.core.featurize import WORD_TOKEN_RULES
-from xmixup.core.vocab import METHODS, TASKS
+from xmixup.core.vocab import METHODS, TASKS, WORD_TOKEN_RULES
 from xmixup.errors import UserError
 
 # Argument groups of ``xmixup train --help``, in order (a field without a group is one of the

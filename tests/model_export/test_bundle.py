@@ -184,3 +184,29 @@ def test_verify_bundle_cli_good_and_bad(bundle_dir: Path, capsys: pytest.Capture
     (bundle_dir / "model.onnx").unlink()
     assert main(["verify-bundle", "--no-load", str(bundle_dir)]) == 2
     assert "'model.onnx' is missing" in capsys.readouterr().err
+
+
+TAG_FIELDS = {"task": "tag", "labels": ["O", "B-PER"], "outputs": ["logits", "mixup_ratio"]}
+
+
+def test_tag_bundle_without_word_token_reads_words_by_first(bundle_dir: Path) -> None:
+    """Bundles exported before the word-token rule was recorded keep the rule they were
+    trained with, in both format versions."""
+    from tests.core.toy_bundle import write_v1_manifest
+
+    _rewrite_manifest(bundle_dir, **TAG_FIELDS)
+    manifest = load_bundle(bundle_dir).manifest
+    assert manifest.word_token is None and manifest.word_token_rule == "first"
+    write_v1_manifest(bundle_dir, **TAG_FIELDS)
+    assert load_bundle(bundle_dir).manifest.word_token_rule == "first"
+
+
+def test_word_token_is_a_known_rule_of_a_tag_bundle(bundle_dir: Path) -> None:
+    _rewrite_manifest(bundle_dir, **TAG_FIELDS, word_token="first-content")
+    assert load_bundle(bundle_dir).manifest.word_token_rule == "first-content"
+    _rewrite_manifest(bundle_dir, word_token="last")
+    with pytest.raises(InvalidManifest, match="word_token"):
+        verify_bundle(bundle_dir)
+    _rewrite_manifest(bundle_dir, **toy_fields(), word_token="first")
+    with pytest.raises(InvalidManifest, match="only a 'tag' bundle"):
+        verify_bundle(bundle_dir)

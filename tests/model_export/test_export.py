@@ -23,7 +23,7 @@ from xmixup.core.runner import Runner  # noqa: E402
 from xmixup.errors import UserError  # noqa: E402
 
 LABELS = {"classify": ["entail", "neutral", "contra"], "tag": ["O", "B-PER", "I-PER"], "qa": []}
-EXTRA = {"classify": {}, "tag": {"tag_scheme": "BIO"}, "qa": {}}
+EXTRA = {"classify": {}, "tag": {"tag_scheme": "BIO", "word_token": "first-content"}, "qa": {}}
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +165,11 @@ def test_manifest_export_is_the_typed_log_with_its_historical_keys(fp32_bundles:
     manifest = load_bundle(result.path).manifest
     assert stream["source_layers_full"] is False  # tag graphs stop the source at the mixup layer
     assert stream["source_sublayers"] == 2 * manifest.mixup_layer - 1
+
+
+def test_manifest_records_the_word_token_rule_of_tag_models(fp32_bundles: dict) -> None:
+    rules = {task: load_bundle(r.path).manifest.word_token for task, r in fp32_bundles.items()}
+    assert rules == {"classify": None, "tag": "first-content", "qa": None}
 
 
 def test_tag_graph_stops_the_source_stream_at_the_mixup_layer(

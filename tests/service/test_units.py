@@ -162,3 +162,32 @@ def test_short_qa_bundles_get_the_training_stride(tmp_path: Path) -> None:
     context = " ".join(["the cat sat on the mat"] * 60)
     windows = enc.encode_windows(["where did the cat sit"], [context])[0]
     assert len(windows) > 1 and all(len(w.ids) <= 128 for w in windows)
+
+
+@pytest.mark.parametrize("rule", ["first", "first-content"])
+def test_service_and_training_read_tagged_words_on_the_same_tokens(
+    tmp_path: Path, rule: str
+) -> None:
+    """The service's tag plan and the training featuriser pick the same token per word under
+    each rule (the tiny tokenizer splits a bare "▁" off "北京" and "the")."""
+    from types import SimpleNamespace
+
+    from service.preprocess import tag_rows
+    from service.schemas import TagItem
+    from tests.tiny import make_tiny_tokenizer
+    from training.features import Featurizer
+
+    tokenizer = make_tiny_tokenizer(tmp_path)
+    words = ["北京", "the", "Katzen", "schauen", "aus"]
+    manifest = SimpleNamespace(uses_source=False, word_token_rule=rule)
+    rt = SimpleNamespace(
+        name="t", manifest=manifest, encoder=TextEncoder.from_file(tmp_path / "tokenizer.json", 64)
+    )
+    _, [plan] = tag_rows(rt, [TagItem(target=words)], truncate=False)  # type: ignore[arg-type]
+    rec = {"id": "a", "lang": "de", "target_tokens": words, "target_tags": ["O"] * 5}
+    rec |= {"source_tokens": words, "source_tags": ["O"] * 5}
+    feat = Featurizer("tag", tokenizer, labels=["O", "B"], word_token=rule)([rec])[0]
+    assert plan.word_index == feat["target_word_index"]
+    first = [-1, 0, -1, 1, -1, 2]  # <s> ▁ 北京 ▁ the ▁ ...: "first" reads the bare pieces
+    content = [-1, -1, 0, -1, 1, -1]
+    assert plan.word_index[:6] == (first if rule == "first" else content)

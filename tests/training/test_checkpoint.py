@@ -134,6 +134,15 @@ def test_config_round_trip_and_defaults() -> None:
     assert again == cfg
 
 
+def test_config_word_token_round_trips_and_old_configs_read_first() -> None:
+    cfg = XMixupConfig(task="tag", labels=["O", "B-PER"], word_token="first-content")
+    again = XMixupConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again.word_token == "first-content"
+    old = cfg.to_dict()
+    del old["word_token"]  # a checkpoint written before the field existed
+    assert XMixupConfig.from_dict(old).word_token == "first"
+
+
 @pytest.mark.parametrize(
     ("field", "value", "needle"),
     [
@@ -144,6 +153,7 @@ def test_config_round_trip_and_defaults() -> None:
         ("lambda0", 0.0, "lambda0"),
         ("mixup_layer", 0, "1-based"),
         ("format_version", 2, "format_version"),
+        ("word_token", "last", "unknown word_token"),
     ],
 )
 def test_config_validation(field: str, value: object, needle: str) -> None:

@@ -25,6 +25,8 @@ def _train_parser():
 def test_defaults_are_the_dataclass_defaults() -> None:
     assert _parse() == TrainOptions(task="tag", train="t.jsonl", out="o")
     assert _parse().lr == 5e-5 and _parse().method == "xmixup" and _parse().pooling == "mean"
+    assert _parse().word_token == "first-content"  # new trainings skip bare "▁" pieces
+    assert _parse("--word-token", "first").word_token == "first"
 
 
 def test_every_field_is_one_flag() -> None:
@@ -54,6 +56,7 @@ def test_values_are_typed() -> None:
         ["train", "--train", "t.jsonl", "--out", "o"],  # --task missing
         ["train", *REQUIRED, "--pooling", "max"],
         ["train", *REQUIRED, "--gate", "sigmoid"],
+        ["train", *REQUIRED, "--word-token", "last"],
         ["train", *REQUIRED, "--max-steps", "1.5"],
     ],
 )

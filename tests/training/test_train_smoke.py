@@ -63,6 +63,8 @@ def test_train_and_evaluate_each_task(task: str, tiny_backbone: Path, tmp_path: 
         assert (out / name).is_file(), name
     written = json.loads((out / "metrics.json").read_text())
     assert written["summary"] == metrics["summary"]
+    # new trainings record the word-token rule that skips bare "▁" pieces
+    assert json.loads((out / "config.json").read_text())["xmixup"]["word_token"] == "first-content"
     ev = written["eval"]
     assert set(ev["per_lang"]) == {r["lang"] for r in ROWS[task]()}
     assert all(0.0 <= v <= 100.0 for v in ev["per_lang"].values())
@@ -191,6 +193,15 @@ def test_tagging_pseudo_labels_from_teacher(tiny_backbone: Path, tmp_path: Path)
         labelled[0]["target_tag_probs"]
         != labelled[1]["target_tag_probs"][: len(labelled[0]["target_tokens"])]
     )
+    # The teacher reads the words on the tokens of the rule it records: under "first" (the
+    # tiny tokenizer splits a bare "▁" off many words) the same teacher gives other rows.
+    config_path = Path(teacher_dir) / "config.json"
+    config = json.loads(config_path.read_text())
+    assert config["xmixup"]["word_token"] == "first-content"
+    config["xmixup"]["word_token"] = "first"
+    config_path.write_text(json.dumps(config))
+    by_first = pseudo_label_with_teacher(rows, teacher_dir, ["B-LOC", "B-PER", "I-PER", "O"])
+    assert [r["target_tag_probs"] for r in by_first] != [r["target_tag_probs"] for r in labelled]
     opts = _opts(
         "tag",
         tiny_backbone,

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from tokenizers import Encoding, Tokenizer
 
+from xmixup.core.vocab import WORD_TOKEN_RULES
+
 Offsets = tuple[int, int]
 
 
@@ -33,15 +35,15 @@ def effective_doc_stride(max_length: int, max_query_length: int | None, doc_stri
     return max(0, min(doc_stride, room // 2))
 
 
-# How a pre-split word picks the token it is read and labelled on (docs/ARCHITECTURE.md
-# "Tokenisation rules"). A model records its rule (checkpoint config, bundle manifest); a
-# model that records none was trained with "first".
-WORD_TOKEN_RULES = ("first", "first-content")
+# The bare word-boundary piece of SentencePiece (Metaspace) vocabularies.
 WORD_BOUNDARY_PIECE = "\u2581"
 
 
 def word_tokens(encoding: Encoding, rule: str) -> list[int]:
     """Per token: the word index on the token its word is read on, -1 elsewhere.
+
+    The model records its rule (checkpoint config, bundle manifest; docs/ARCHITECTURE.md
+    "Tokenisation rules"); a model that records none was trained with "first".
 
     ``"first"``: a word's first sub-token. ``"first-content"``: its first sub-token that is
     not a bare word-boundary piece ("▁"), when the word has a later sub-token. SentencePiece

@@ -16,9 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from xmixup import __version__ as XMIXUP_VERSION
-from xmixup.core.featurize import WORD_TOKEN_RULES
 from xmixup.core.special_tokens import SpecialTokens
-from xmixup.core.vocab import INPUT_NAMES, TASK_OUTPUTS
+from xmixup.core.vocab import INPUT_NAMES, TASK_OUTPUTS, WORD_TOKEN_RULES
 
 FORMAT_VERSION = 2
 SUPPORTED_FORMAT_VERSIONS = frozenset({1, 2})

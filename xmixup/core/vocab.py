@@ -1,9 +1,13 @@
-"""The names every layer agrees on: tasks, methods, graph inputs and outputs."""
+"""The names every layer agrees on: tasks, methods, word-token rules, graph inputs and
+outputs."""
 
 from __future__ import annotations
 
 TASKS: tuple[str, ...] = ("classify", "tag", "qa")
 METHODS: tuple[str, ...] = ("xmixup", "translate-train", "translate-test", "zero-shot")
+# How a tagged word picks the token it is read on (xmixup.core.featurize.word_tokens); the
+# first is the rule of every model that records none.
+WORD_TOKEN_RULES: tuple[str, ...] = ("first", "first-content")
 # The paired-input graph's inputs, in the order the exporter declares them.
 INPUT_NAMES: tuple[str, ...] = (
     "target_input_ids",
