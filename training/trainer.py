@@ -205,11 +205,9 @@ def _featurise(opts: TrainOptions, inputs: _Inputs, config: Any, tokenizer: Any)
     )
     t0 = time.perf_counter()
     feats = featurizer(fit_recs)
+    secs = time.perf_counter() - t0
     log.info(
-        "featurised %d training items -> %d features in %.1fs",
-        len(fit_recs),
-        len(feats),
-        time.perf_counter() - t0,
+        "featurised %d training items -> %d features in %.1fs", len(fit_recs), len(feats), secs
     )
     log.info(
         plan.describe() if method == "xmixup" else f"method {method}: no source stream in training"
