@@ -118,7 +118,7 @@ def classify_rows(
 class TagPlan:
     text: str  # the string offsets index (the caller's, or pre-split tokens joined by spaces)
     words: list[Word]
-    word_index: list[int]  # per token: the word it starts, -1 elsewhere (featuriser rule)
+    word_index: list[int]  # per token: the word read on it, -1 elsewhere (word_tokens)
     source_used: bool
     truncated: bool
 

@@ -22,7 +22,7 @@ from torch import Tensor
 
 IGNORE_INDEX = -100
 # A soft-label row counts as a labelled word when its mass is at least this (rows of
-# non-first sub-tokens are all zero); the reference uses the same 0.5 threshold.
+# the other sub-tokens are all zero); the reference uses the same 0.5 threshold.
 SOFT_LABEL_MIN_MASS = 0.5
 
 
@@ -77,7 +77,7 @@ def tag_item_ce(logits: Tensor, labels: Tensor) -> Tensor:
 def tag_item_soft_ce(logits: Tensor, soft_labels: Tensor) -> Tensor:
     """Per-item mean soft-label CE −Σ_c q_c log softmax(z)_c over labelled words -> [B].
 
-    ``soft_labels`` [B,L,C] holds a word's label distribution on its first sub-token and zeros
+    ``soft_labels`` [B,L,C] holds a word's label distribution on the token it is read on, zeros
     elsewhere (pseudo-labels from ``target_tag_probs`` or a teacher checkpoint).
     """
     logp = F.log_softmax(logits.float(), dim=-1)
