@@ -25,6 +25,7 @@ _TYPE_BASE = "https://xmixup.dev/problems/"  # stable identifiers; need not reso
 _TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Content Too Large",
