@@ -18,15 +18,13 @@ from service.batcher import Batcher
 from service.errors import ServiceError
 from service.metrics import Metrics
 from service.settings import Settings
-from xmixup.core.bundle import Bundle, file_sha256, load_bundle
+from xmixup.core.bundle import Bundle, bundle_version, load_bundle
 from xmixup.core.featurize import TextEncoder
 from xmixup.core.manifest import MANIFEST_NAME, Manifest
 from xmixup.core.runner import Runner
 from xmixup.errors import UserError
 
 logger = logging.getLogger("service.registry")
-
-VERSION_CHARS = 12  # of the manifest's sha256: 48 bits, plenty to tell a model's versions apart
 
 
 @dataclass(eq=False)
@@ -67,12 +65,6 @@ class ModelRuntime:
             self._idle.clear()
             await self._idle.wait()
         await self.batcher.stop()
-
-
-def manifest_version(bundle_dir: Path) -> str:
-    """A bundle's version: the start of its manifest's sha256 (``sha256sum manifest.json``).
-    The manifest lists every file's sha256, so any changed file changes the version."""
-    return file_sha256(bundle_dir / MANIFEST_NAME)[:VERSION_CHARS]
 
 
 def scan(models_dir: Path) -> tuple[dict[str, Path], dict[str, str]]:
@@ -119,9 +111,9 @@ def discover(models_dir: Path) -> dict[str, Path]:
 def load_runtime(name: str, path: Path, settings: Settings, metrics: Metrics) -> ModelRuntime:
     """Verify a bundle (checksums; a BundleError names the file) and build its session and
     batcher (not started). Blocking: reads and hashes GBs, so callers keep it off the loop."""
-    version = manifest_version(path)
+    version = bundle_version(path)
     bundle = load_bundle(path)
-    if manifest_version(path) != version:
+    if bundle_version(path) != version:
         raise UserError(
             f"bundle {path}: manifest.json changed while it was being loaded",
             "replace bundles by renaming a complete copy into place, then reload",

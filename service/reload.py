@@ -27,12 +27,12 @@ from service.registry import (
     ModelRuntime,
     Registry,
     load_runtime,
-    manifest_version,
     pick_defaults,
     scan,
 )
 from service.settings import Settings
 from service.warmup import warm_up_model
+from xmixup.core.bundle import bundle_version
 
 logger = logging.getLogger("service.reload")
 
@@ -157,7 +157,7 @@ class Reloader:
         """The runtime to serve as ``name`` after this rescan: a new one, or ``old``."""
         try:
             if problem is None:
-                version = await asyncio.to_thread(manifest_version, path)
+                version = await asyncio.to_thread(bundle_version, path)
                 if old is not None and old.version == version:
                     self._refused.pop(name, None)
                     report.unchanged.append(name)

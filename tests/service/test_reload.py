@@ -19,10 +19,10 @@ import pytest
 from fastapi import FastAPI
 
 from service.app import create_app
-from service.registry import manifest_version
 from service.settings import Settings
 from tests.core.toy_bundle import make_toy_bundle
 from tests.service.conftest import Server
+from xmixup.core.bundle import bundle_version
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 BODY = {"model": "toy", "inputs": [{"target": "hello world", "source": "hello"}]}
@@ -82,19 +82,19 @@ def _settings(models: Path, **extra: Any) -> Settings:
 
 
 def test_replace_refuse_and_remove_through_the_admin_route(models: Path) -> None:
-    v1 = manifest_version(models / "toy")
+    v1 = bundle_version(models / "toy")
     extra = make_toy_bundle(models / "other", name="other")
 
     async def scenario(app: FastAPI, c: httpx.AsyncClient) -> None:
         r = await c.post("/classify", json=BODY)
         assert r.headers["x-model-version"] == v1 and r.json()["results"][0]["label"] == "c"
         assert {m["name"]: m["version"] for m in (await c.get("/v1/models")).json()["data"]} == {
-            "other": manifest_version(extra),
+            "other": bundle_version(extra),
             "toy": v1,
         }
 
         new = _bundle(models, "v2")
-        v2 = manifest_version(new)
+        v2 = bundle_version(new)
         _swap_in(models, new)
         r = await c.post("/v1/admin/reload", headers=ADMIN)
         assert r.status_code == 200, r.text
@@ -143,7 +143,7 @@ def test_admin_route_needs_its_own_key(models: Path) -> None:
 
 
 def test_a_request_in_flight_finishes_on_the_version_it_started_on(models: Path) -> None:
-    v1 = manifest_version(models / "toy")
+    v1 = bundle_version(models / "toy")
 
     async def scenario(app: FastAPI, c: httpx.AsyncClient) -> None:
         old = app.state.registry.models["toy"]
@@ -175,7 +175,7 @@ def test_a_request_in_flight_finishes_on_the_version_it_started_on(models: Path)
 
 
 def test_stray_directory_and_broken_default_are_refused(models: Path) -> None:
-    v1 = manifest_version(models / "toy")
+    v1 = bundle_version(models / "toy")
 
     async def scenario(app: FastAPI, c: httpx.AsyncClient) -> None:
         (models / "half-copied").mkdir()
@@ -200,7 +200,7 @@ def test_watcher_applies_changes_and_does_not_retry_a_refused_copy(models: Path)
         new = _bundle(models, "v2")
         _swap_in(models, new)
         await _until(
-            c, lambda r: r.headers.get("x-model-version") == manifest_version(models / "toy")
+            c, lambda r: r.headers.get("x-model-version") == bundle_version(models / "toy")
         )
         _swap_in(models, _corrupt(_bundle(models, "v3")))
         await asyncio.sleep(0.5)  # ten watch ticks: refused once, not ten times
@@ -232,9 +232,9 @@ async def _post(client: httpx.AsyncClient) -> Seen:
 
 @pytest.mark.integration
 def test_swap_under_load_then_a_corrupt_copy_is_refused(models: Path, tmp_path: Path) -> None:
-    v1 = manifest_version(models / "toy")
+    v1 = bundle_version(models / "toy")
     new = _bundle(models, "v2")
-    v2 = manifest_version(new)
+    v2 = bundle_version(new)
     server = Server(models, tmp_path, {"XMIXUP_ADMIN_KEY": "admin-secret"})
     label_of = {v1: "c", v2: "z"}
 
