@@ -50,19 +50,27 @@ async def watchdog(registry: Registry, metrics: Metrics, interval_s: float) -> N
     """Keep the ready gauge current; re-probe a model whose batches keep failing."""
     last_probe: dict[str, float] = {}
     while True:
-        for name, rt in registry.models.items():
-            healthy = rt.batcher.healthy
-            metrics.model_ready.labels(name).set(1 if healthy else 0)
-            metrics.queue_depth.labels(name).set(rt.batcher.depth)
-            failing = rt.batcher.batch_started_at is None and not healthy
-            if failing and time.monotonic() - last_probe.get(name, 0.0) > 5 * interval_s:
-                last_probe[name] = time.monotonic()
-                try:  # a success resets the failure count, and the model is ready again
-                    await probe(rt, 1, 5 * interval_s)
-                    logger.info("model %s recovered", name)
-                except Exception as exc:
-                    logger.warning("model %s still failing: %r", name, exc)
+        # One call per round: its locals go with it, so a model a reload swapped out is not
+        # kept alive (with its onnxruntime session) by this loop while it sleeps.
+        await _watch_round(registry, metrics, interval_s, last_probe)
         await asyncio.sleep(interval_s)
+
+
+async def _watch_round(
+    registry: Registry, metrics: Metrics, interval_s: float, last_probe: dict[str, float]
+) -> None:
+    for name, rt in registry.models.items():
+        healthy = rt.batcher.healthy
+        metrics.model_ready.labels(name).set(1 if healthy else 0)
+        metrics.queue_depth.labels(name).set(rt.batcher.depth)
+        failing = rt.batcher.batch_started_at is None and not healthy
+        if failing and time.monotonic() - last_probe.get(name, 0.0) > 5 * interval_s:
+            last_probe[name] = time.monotonic()
+            try:  # a success resets the failure count, and the model is ready again
+                await probe(rt, 1, 5 * interval_s)
+                logger.info("model %s recovered", name)
+            except Exception as exc:
+                logger.warning("model %s still failing: %r", name, exc)
 
 
 async def start(app: FastAPI) -> asyncio.Task[None]:

@@ -117,7 +117,7 @@ def test_open_loop_never_sends_on_a_connection_the_server_closed_idle(keepalive_
 
 
 def test_open_loop_reports_failures_by_kind_and_retries_only_a_reused_connection() -> None:
-    payloads = [{"sleep": 0.0}, {"drop": True}]
+    payloads: list[dict[str, Any]] = [{"sleep": 0.0}, {"drop": True}]
     samples, handled = _open_loop(payloads, rate_per_s=40, duration_s=1.0)
     dropped = [s for s in samples if s.status == 0]
     assert len(dropped) == 20 and all(s.error == "IncompleteReadError" for s in dropped)

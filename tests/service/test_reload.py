@@ -5,10 +5,12 @@ real server."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from service.app import create_app
 from service.settings import Settings
@@ -78,7 +81,7 @@ def models(tmp_path: Path) -> Path:
 
 
 def _settings(models: Path, **extra: Any) -> Settings:
-    return Settings(models_dir=models, admin_key="admin-secret", log_json=False, **extra)
+    return Settings(models_dir=models, admin_key=SecretStr("admin-secret"), log_json=False, **extra)
 
 
 def test_replace_refuse_and_remove_through_the_admin_route(models: Path) -> None:
@@ -133,7 +136,7 @@ def test_admin_route_needs_its_own_key(models: Path) -> None:
         assert r.status_code == 401 and "XMIXUP_ADMIN_KEY" in r.json()["detail"]
         assert (await c.post("/v1/admin/reload", headers=ADMIN)).status_code == 200
 
-    _run(_settings(models, api_key="client-key"), scenario)
+    _run(_settings(models, api_key=SecretStr("client-key")), scenario)
 
     async def off(app: FastAPI, c: httpx.AsyncClient) -> None:
         r = await c.post("/v1/admin/reload", headers=ADMIN)
@@ -147,11 +150,12 @@ def test_a_request_in_flight_finishes_on_the_version_it_started_on(models: Path)
 
     async def scenario(app: FastAPI, c: httpx.AsyncClient) -> None:
         old = app.state.registry.models["toy"]
-        real_run, gate = old.engine.run, threading.Event()
+        gate = threading.Event()
+        Run = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
-        def slow(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        def slow(feeds: dict[str, np.ndarray], run: Run = old.engine.run) -> dict[str, np.ndarray]:
             gate.wait(10)
-            return real_run(feeds)
+            return run(feeds)
 
         old.engine.run = slow  # type: ignore[method-assign]
         pending = asyncio.create_task(c.post("/classify", json=BODY))
@@ -160,7 +164,7 @@ def test_a_request_in_flight_finishes_on_the_version_it_started_on(models: Path)
         _swap_in(models, _bundle(models, "v2"))
         report = (await c.post("/v1/admin/reload", headers=ADMIN)).json()
         assert report["loaded"] == ["toy"]
-        assert not old.batcher._stopping
+        assert not old.batcher._stopping  # retirement waits for the request in flight
         gate.set()
         r = await pending
         assert r.status_code == 200 and r.headers["x-model-version"] == v1
@@ -169,7 +173,15 @@ def test_a_request_in_flight_finishes_on_the_version_it_started_on(models: Path)
             if old.batcher._stopping:
                 break
             await asyncio.sleep(0.01)
-        assert old.batcher._stopping
+        assert old.batcher._stopping  # then the old worker stops
+        gone = weakref.ref(old.engine)
+        del old, slow
+        for _ in range(100):  # ... and its session is freed: nothing keeps the runtime alive
+            gc.collect()
+            if gone() is None:
+                break
+            await asyncio.sleep(0.02)
+        assert gone() is None
 
     _run(_settings(models, max_wait_ms=0), scenario)
 
@@ -191,6 +203,11 @@ def test_stray_directory_and_broken_default_are_refused(models: Path) -> None:
         assert r.status_code == 409 and "XMIXUP_DEFAULT_MODELS" in r.json()["refused"]["*"]
         r = await c.post("/classify", json=BODY)
         assert r.status_code == 200 and r.headers["x-model-version"] == v1
+        shutil.rmtree(models / "other")
+        (models / "half-copied").mkdir()  # no bundle left at all: refused as a whole
+        r = await c.post("/v1/admin/reload", headers=ADMIN)
+        assert r.status_code == 409 and "no bundle left" in r.json()["refused"]["*"]
+        assert (await c.post("/classify", json=BODY)).headers["x-model-version"] == v1
 
     _run(_settings(models, default_models={"classify": "toy"}), scenario)
 
