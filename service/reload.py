@@ -77,11 +77,15 @@ class Reloader:
         # name → fingerprint of a refused bundle: the watcher does not retry it until it changes
         self._refused: dict[str, tuple[tuple[str, int, int], ...]] = {}
         self._missing: set[str] = set()  # models the last watch scan did not find
+        self._closing = False
         for rt in registry.models.values():
             metrics.model_info.labels(rt.name, rt.version, rt.task).set(1)
 
     def schedule(self, trigger: str) -> None:
         """Start a rescan from a signal handler (which cannot await)."""
+        if self._closing:
+            logger.info("%s ignored: the service is shutting down", trigger)
+            return
         self._spawn(self._logged_reload(trigger))
 
     async def _logged_reload(self, trigger: str) -> None:
@@ -92,6 +96,8 @@ class Reloader:
 
     async def reload(self, trigger: str) -> ReloadReport:
         async with self._lock:
+            if self._closing:
+                return ReloadReport(trigger=trigger, ok=False, refused={"*": "shutting down"})
             started = time.perf_counter()
             report = await self._rescan(trigger)
             report.seconds = round(time.perf_counter() - started, 3)
@@ -252,9 +258,10 @@ class Reloader:
         return True
 
     async def close(self) -> None:
-        """Shutdown: no more SIGHUP; wait for a running rescan and for retiring runtimes."""
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
-            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        """Shutdown: later rescans are refused (the SIGHUP handler stays: SIGHUP's default
+        action would end a draining server); wait for a running rescan and for retiring
+        runtimes."""
+        self._closing = True
         async with self._lock:
             pending = [t for t in self._tasks if not t.done()]
         await asyncio.gather(*pending, return_exceptions=True)
