@@ -28,6 +28,7 @@ class LoadResult:
     items: int = 0
     errors: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
+    transport_errors: dict[str, int] = field(default_factory=dict)  # by exception type
 
 
 def encode_post(host: str, path: str, payload: Any, headers: dict[str, str] | None = None) -> bytes:
@@ -83,8 +84,10 @@ async def run_load(
             try:
                 writer.write(requests[i % len(requests)])
                 status, _ = await _read_response(reader)
-            except (OSError, asyncio.IncompleteReadError, ValueError):
+            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
                 result.errors += 1  # counted, not fatal: a bench reports what it saw
+                kind = type(exc).__name__
+                result.transport_errors[kind] = result.transport_errors.get(kind, 0) + 1
                 writer.close()
                 reader, writer = await asyncio.open_connection(host, port)
                 i += clients
@@ -113,6 +116,17 @@ class Sample:
     status: int  # 0: transport error
     latency_s: float
     retry_after: bool = False
+    error: str = ""  # status 0: the exception's type, "timeout" or "pool-exhausted"
+    retried: bool = False  # re-sent once on a new connection: the reused one had been closed
+
+
+def transport_errors(samples: Sequence[Sample]) -> dict[str, int]:
+    """Transport errors (status 0) by kind."""
+    out: dict[str, int] = {}
+    for s in samples:
+        if not s.status:
+            out[s.error] = out.get(s.error, 0) + 1
+    return out
 
 
 async def _read_status(reader: asyncio.StreamReader) -> tuple[int, bool]:
@@ -132,6 +146,96 @@ async def _read_status(reader: asyncio.StreamReader) -> tuple[int, bool]:
     return status, retry_after
 
 
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+class PoolExhausted(Exception):
+    pass
+
+
+class _Pool:
+    """Keep-alive connections, the most recently used reused first.
+
+    A server closes a connection idle longer than its keep-alive timeout (uvicorn: 5 s). A
+    request written to such a connection is lost: it fails with EOF or a reset, no answer.
+    Last-in-first-out reuse leaves the connections of a past latency spike idle at the bottom
+    until the next spike digs them out, stale; the 10-minute soak counted ~50 such failures a
+    minute. So an idle connection is reused only within ``keepalive_s`` (set below the
+    server's timeout) and while the server has not closed it.
+    """
+
+    def __init__(self, host: str, port: int, max_connections: int, keepalive_s: float) -> None:
+        self.host, self.port = host, port
+        self.max_connections, self.keepalive_s = max_connections, keepalive_s
+        self._idle: list[tuple[float, Connection]] = []  # (released at, connection)
+        self.open = 0
+
+    async def acquire(self) -> tuple[Connection, bool]:
+        """A connection and whether it is a reused one; raises PoolExhausted or OSError."""
+        now = time.perf_counter()
+        while self._idle:
+            released, conn = self._idle.pop()
+            if now - released < self.keepalive_s and not conn[0].at_eof():
+                return conn, True
+            self.discard(conn)
+        if self.open >= self.max_connections:
+            raise PoolExhausted()
+        self.open += 1
+        try:
+            return await asyncio.open_connection(self.host, self.port), False
+        except OSError:
+            self.open -= 1
+            raise
+
+    def release(self, conn: Connection) -> None:
+        self._idle.append((time.perf_counter(), conn))
+
+    def discard(self, conn: Connection) -> None:
+        conn[1].close()
+        self.open -= 1
+
+    def close(self) -> None:
+        while self._idle:
+            self.discard(self._idle.pop()[1])
+
+
+def _nothing_received(exc: BaseException) -> bool:
+    """The connection died before any byte of an answer: what a server's keep-alive close
+    looks like to a request that raced it."""
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return not exc.partial
+    return isinstance(exc, (ConnectionResetError, BrokenPipeError))
+
+
+async def _send(pool: _Pool, request: bytes, timeout_s: float) -> tuple[int, bool, str, bool]:
+    """One request: (status, retry_after, error, retried); status 0 with ``error`` on failure."""
+    retried = False
+    while True:
+        try:
+            conn, reused = await pool.acquire()
+        except PoolExhausted:
+            return 0, False, "pool-exhausted", retried
+        except OSError as exc:
+            return 0, False, f"connect: {type(exc).__name__}", retried
+        try:
+            conn[1].write(request)
+            # bounded: a server that never answers is a finding, not a hung benchmark
+            status, retry_after = await asyncio.wait_for(_read_status(conn[0]), timeout_s)
+        except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError) as exc:
+            pool.discard(conn)
+            if reused and not retried and _nothing_received(exc):
+                retried = True
+                continue
+            return (
+                0,
+                False,
+                "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__,
+                retried,
+            )
+        pool.release(conn)
+        return status, retry_after, "", retried
+
+
 async def run_open_loop(
     url: str,
     path: str,
@@ -141,52 +245,36 @@ async def run_open_loop(
     *,
     max_connections: int = 512,
     timeout_s: float = 60.0,
+    keepalive_s: float = 2.0,
     headers: dict[str, str] | None = None,
 ) -> list[Sample]:
     """Send requests at a fixed rate whatever the server does (open loop), for ``duration_s``.
 
     A closed-loop client slows down with the server and so can never overload it; an operator's
     traffic does not wait. Requests due while every connection is busy open a new one, up to
-    ``max_connections``; past that they are counted as transport errors (status 0) at once, so
-    the generator itself never queues unboundedly. An answer later than ``timeout_s`` is a
-    transport error too.
+    ``max_connections``; past that they are counted as transport errors (status 0,
+    "pool-exhausted") at once, so the generator itself never queues unboundedly. An answer
+    later than ``timeout_s`` is a transport error too ("timeout").
+
+    Idle connections are reused for ``keepalive_s`` at most (keep it under the server's
+    keep-alive timeout). A request whose reused connection turns out closed before any byte
+    of an answer came back is sent once more on a new connection (``Sample.retried``), as
+    HTTP clients do for a server's idle close; any other failure is reported, never retried.
     """
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     requests = [encode_post(f"{host}:{port}", path, p, headers) for p in payloads]
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    open_count = 0
+    pool = _Pool(host, port, max_connections, keepalive_s)
     samples: list[Sample] = []
     start = time.perf_counter()
 
     async def one(i: int, due: float) -> None:
-        nonlocal open_count
-        if idle:
-            conn = idle.pop()
-        elif open_count < max_connections:
-            open_count += 1
-            try:
-                conn = await asyncio.open_connection(host, port)
-            except OSError:
-                open_count -= 1
-                samples.append(Sample(due, 0, 0.0))
-                return
-        else:
-            samples.append(Sample(due, 0, 0.0))
-            return
-        reader, writer = conn
         t0 = time.perf_counter()
-        try:
-            writer.write(requests[i % len(requests)])
-            # bounded: a server that never answers is a finding, not a hung benchmark
-            status, retry_after = await asyncio.wait_for(_read_status(reader), timeout_s)
-        except (OSError, asyncio.IncompleteReadError, ValueError, asyncio.TimeoutError):
-            writer.close()
-            open_count -= 1
-            samples.append(Sample(due, 0, time.perf_counter() - t0))
-            return
-        samples.append(Sample(due, status, time.perf_counter() - t0, retry_after))
-        idle.append(conn)
+        status, retry_after, error, retried = await _send(
+            pool, requests[i % len(requests)], timeout_s
+        )
+        latency = time.perf_counter() - t0
+        samples.append(Sample(due, status, latency, retry_after, error, retried))
 
     tasks = []
     interval = 1.0 / rate_per_s
@@ -201,6 +289,5 @@ async def run_open_loop(
         tasks.append(asyncio.ensure_future(one(i, due)))
         i += 1
     await asyncio.gather(*tasks)
-    for _, writer in idle:
-        writer.close()
+    pool.close()
     return samples

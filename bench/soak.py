@@ -38,7 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.loadgen import Sample, run_load, run_open_loop  # noqa: E402
+from bench.loadgen import Sample, run_load, run_open_loop, transport_errors  # noqa: E402
 from bench.serve import (  # noqa: E402
     _run_async,
     default_bundle,
@@ -102,6 +102,8 @@ def summarize(samples: list[Sample], start: float, end: float) -> dict[str, Any]
         "p99_ms": _ms(ok, 99),
         "failed": len(part) - len(ok),
         "statuses": statuses,
+        "transport_errors": transport_errors(part),  # status 0 by kind
+        "retried": sum(s.retried for s in part),  # re-sent once: the kept-alive conn was closed
     }
 
 
@@ -138,6 +140,8 @@ async def soak(url: str, pid: int, rate: float, args: argparse.Namespace) -> dic
         "per_interval": per,
         "items_per_s": whole["items_per_s"],
         "failed": whole["failed"],
+        "transport_errors": whole["transport_errors"],
+        "retried": whole["retried"],
         "5xx": sum(v for k, v in whole["statuses"].items() if k.startswith("5")),
         "rss_first_mb": known[0] if known else None,
         "rss_last_mb": known[-1] if known else None,
@@ -197,6 +201,7 @@ async def overload(url: str, sat: float, args: argparse.Namespace) -> dict[str, 
         "transport_errors": sum(
             1 for part in (before, during, after) for s in part if not s.status
         ),
+        "transport_error_kinds": transport_errors([*before, *during, *after]),
         "share_429": n429 / max(1, burst_stats["sent"]),
         "retry_after_on_429": (sum(s.retry_after for s in shed) / len(shed)) if shed else None,
         "accepted_p99_ms": burst_stats["p99_ms"],

@@ -78,12 +78,13 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from xmixup.core.bundle import load_bundle
+    from xmixup.core.bundle import bundle_version, load_bundle
 
     bundle = load_bundle(args.bundle)
     manifest = bundle.manifest
     files = ", ".join(f"{name} ({entry.size} B)" for name, entry in manifest.files.items())
     print(f"{bundle.path}: format {manifest.format_version}, {manifest.name}, task {manifest.task}")
+    print(f"  version {bundle_version(bundle.path)} (what the server reports in x-model-version)")
     print(f"  checksums ok: {files}")
     if not args.no_load:
         from xmixup.core.runner import Runner

@@ -11,7 +11,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
-from service import lifecycle, ops, routes
+from service import admin, lifecycle, ops, routes
 from service.errors import install_error_handlers
 from service.metrics import Metrics
 from service.middleware import install_middleware
@@ -30,6 +30,8 @@ predicts on the target; `mixup_ratio` (λ) says how much it leaned on the transl
 * Timing headers: `x-tokenization-time`, `x-queue-time`, `x-inference-time`, `x-total-time` (ms).
 * `X-Request-ID` is honoured (or generated) and returned.
 * Model routes need `Authorization: Bearer <key>` when the server sets `XMIXUP_API_KEY`.
+* `x-model` and `x-model-version` name the model and version that answered; `POST
+  /v1/admin/reload` (with `XMIXUP_ADMIN_KEY`) or SIGHUP swaps in changed bundles.
 """
 
 
@@ -50,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(routes.router)
     app.include_router(ops.router)
+    app.include_router(admin.router)
     install_middleware(app, settings)
     setup_tracing(app, settings)
     if STATIC_DIR.is_dir():

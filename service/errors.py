@@ -25,6 +25,7 @@ _TYPE_BASE = "https://xmixup.dev/problems/"  # stable identifiers; need not reso
 _TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Content Too Large",
@@ -139,6 +140,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        cause = exc.__cause__
+        if isinstance(cause, UnicodeDecodeError):
+            # FastAPI answers a body that is not UTF-8 with a bare 400 "error parsing the body";
+            # it is malformed JSON (RFC 8259 mandates UTF-8), so it gets that 422, naming the byte.
+            msg = f"not valid UTF-8 (byte {cause.start}: {cause.reason})"
+            errors = [FieldError(loc="body", msg=msg)]
+            return problem_response(request, 422, "validation", f"body: {msg}", errors=errors)
         kind = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized"}.get(
             exc.status_code, "http"
         )

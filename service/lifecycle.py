@@ -1,5 +1,8 @@
 """The app's lifespan: load → start workers → warm up → ready; watchdog; drain on shutdown.
 
+Once ready, SIGHUP (and, when configured, a watcher) rescans the models directory
+(``service.reload``).
+
 On shutdown /readyz turns 503 first (``state.draining``), queued rows finish, then the workers
 stop. A watchdog task keeps ``xmixup_model_ready`` current and probes a failing model so it can
 recover once its worker runs again.
@@ -14,16 +17,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-import numpy as np
 from fastapi import Depends, FastAPI, Request
 
-from service.batcher import RowResult
-from service.engine import Row
 from service.errors import ServiceError
 from service.metrics import Metrics
-from service.registry import ModelRuntime, Registry
+from service.registry import Registry
+from service.reload import Reloader
 from service.settings import Settings
-from xmixup.errors import UserError
+from service.warmup import probe, warm_up_model
 
 logger = logging.getLogger("service.lifecycle")
 
@@ -45,55 +46,31 @@ def ready_registry(request: Request) -> Registry:
 ReadyRegistry = Annotated[Registry, Depends(ready_registry)]
 
 
-def _warmup_row(rt: ModelRuntime) -> Row:
-    text = "warm up the model"
-    if rt.task == "qa":
-        ids = rt.encoder.encode_windows(["warm up?"], [text])[0][0].ids
-    else:
-        ids = rt.encoder.encode_texts([text], [True])[0][0].ids
-    target = np.asarray(ids, dtype=np.int64)
-    return Row(target, target if rt.manifest.uses_source else None)
-
-
-async def _probe(rt: ModelRuntime, rows: int, timeout_s: float) -> list[RowResult]:
-    row = _warmup_row(rt)
-    futures = rt.batcher.submit([row] * rows, time.monotonic() + timeout_s)
-    return list(await asyncio.wait_for(asyncio.gather(*futures), timeout_s))
-
-
-async def warm_up(registry: Registry, settings: Settings) -> None:
-    """One row, then a full batch, through every model: the first run allocates, the second
-    sizes the arenas; a model that cannot run refuses the start."""
-    for rt in registry.models.values():
-        start = time.perf_counter()
-        try:
-            await _probe(rt, 1, settings.watchdog_timeout_s)
-            await _probe(rt, min(settings.max_batch_size, 8), settings.watchdog_timeout_s)
-        except Exception as exc:
-            raise UserError(
-                f"model {rt.name}: warm-up inference failed: {exc!r}",
-                "check the bundle with `xmixup verify-bundle` and the device settings",
-            ) from exc
-        logger.info("model %s warmed up in %.0f ms", rt.name, (time.perf_counter() - start) * 1000)
-
-
 async def watchdog(registry: Registry, metrics: Metrics, interval_s: float) -> None:
     """Keep the ready gauge current; re-probe a model whose batches keep failing."""
     last_probe: dict[str, float] = {}
     while True:
-        for name, rt in registry.models.items():
-            healthy = rt.batcher.healthy
-            metrics.model_ready.labels(name).set(1 if healthy else 0)
-            metrics.queue_depth.labels(name).set(rt.batcher.depth)
-            failing = rt.batcher.batch_started_at is None and not healthy
-            if failing and time.monotonic() - last_probe.get(name, 0.0) > 5 * interval_s:
-                last_probe[name] = time.monotonic()
-                try:  # a success resets the failure count, and the model is ready again
-                    await _probe(rt, 1, 5 * interval_s)
-                    logger.info("model %s recovered", name)
-                except Exception as exc:
-                    logger.warning("model %s still failing: %r", name, exc)
+        # One call per round: its locals go with it, so a model a reload swapped out is not
+        # kept alive (with its onnxruntime session) by this loop while it sleeps.
+        await _watch_round(registry, metrics, interval_s, last_probe)
         await asyncio.sleep(interval_s)
+
+
+async def _watch_round(
+    registry: Registry, metrics: Metrics, interval_s: float, last_probe: dict[str, float]
+) -> None:
+    for name, rt in registry.models.items():
+        healthy = rt.batcher.healthy
+        metrics.model_ready.labels(name).set(1 if healthy else 0)
+        metrics.queue_depth.labels(name).set(rt.batcher.depth)
+        failing = rt.batcher.batch_started_at is None and not healthy
+        if failing and time.monotonic() - last_probe.get(name, 0.0) > 5 * interval_s:
+            last_probe[name] = time.monotonic()
+            try:  # a success resets the failure count, and the model is ready again
+                await probe(rt, 1, 5 * interval_s)
+                logger.info("model %s recovered", name)
+            except Exception as exc:
+                logger.warning("model %s still failing: %r", name, exc)
 
 
 async def start(app: FastAPI) -> asyncio.Task[None]:
@@ -109,14 +86,20 @@ async def start(app: FastAPI) -> asyncio.Task[None]:
     for rt in registry.models.values():
         rt.batcher.start()
     if settings.warmup:
-        await warm_up(registry, settings)
-    task = asyncio.get_running_loop().create_task(
+        for rt in registry.models.values():
+            await warm_up_model(rt, settings)
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(
         watchdog(registry, state.metrics, settings.watchdog_interval_s), name="watchdog"
     )
+    state.reloader = Reloader(registry, settings, state.metrics)
+    state.reloader.install_sighup()
+    if settings.watch_interval_s:
+        state.watcher = loop.create_task(state.reloader.watch(settings.watch_interval_s))
     logger.info(
         "ready: %d model(s) %s on %s in %.1fs; defaults %s",
         len(registry.models),
-        sorted(registry.models),
+        {name: rt.version for name, rt in sorted(registry.models.items())},
         settings.device,
         time.perf_counter() - started,
         registry.defaults,
@@ -127,6 +110,10 @@ async def start(app: FastAPI) -> asyncio.Task[None]:
 async def drain(app: FastAPI, watchdog_task: asyncio.Task[None]) -> None:
     """/readyz says 503 from here on; queued rows finish, then the workers stop."""
     app.state.draining = True
+    watcher: asyncio.Task[None] | None = getattr(app.state, "watcher", None)
+    if watcher is not None:
+        watcher.cancel()
+    await app.state.reloader.close()  # a running rescan finishes; retired models drain
     registry: Registry = app.state.registry
     logger.info(
         "draining: finishing %d queued row(s)",

@@ -74,9 +74,31 @@ class Metrics:
         self.model_ready = Gauge(
             "xmixup_model_ready", "1 when the model's worker is healthy", ["model"], registry=r
         )
+        self._add_reload_metrics(r)
         # (route, status) -> (counter child, histogram child): label lookups take a lock and
         # a dict probe each, and this runs once per request.
         self._request_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+    def _add_reload_metrics(self, r: CollectorRegistry) -> None:
+        self.reloads = Counter(
+            "xmixup_reloads_total",
+            "Rescans of the models directory (SIGHUP, admin route, watcher); outcome=ok, or "
+            "failed when any bundle was refused",
+            ["outcome"],
+            registry=r,
+        )
+        self.model_reloads = Counter(
+            "xmixup_model_reloads_total",
+            "Per model changes found by a rescan: outcome=loaded, removed or refused",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "xmixup_model_info",
+            "1 for each served model and its version (the manifest's sha256 prefix)",
+            ["model", "version", "task"],
+            registry=r,
+        )
 
     def request_done(self, route: str, status: str, seconds: float) -> None:
         children = self._request_children.get((route, status))

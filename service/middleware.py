@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.errors import problem_response
 from service.logs import request_id_var
 from service.metrics import Metrics
-from service.security import key_matches, needs_key
+from service.security import is_admin, key_matches, needs_key
 from service.settings import Settings
 
 access_logger = logging.getLogger("service.access")
@@ -34,6 +34,8 @@ EXPOSED_HEADERS = [
     "x-queue-time",
     "x-inference-time",
     "x-tokenization-time",
+    "x-model",
+    "x-model-version",
     "Retry-After",
 ]
 
@@ -78,17 +80,9 @@ class ServiceMiddleware:
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, headers: Headers) -> None:
         """The API key, then the body limit, then the app."""
         settings: Settings = self.owner.state.settings
-        key = settings.api_key
-        if (
-            key is not None
-            and needs_key(scope["path"])
-            and not key_matches(headers.get("authorization"), key.get_secret_value())
-        ):
-            detail = "missing or wrong API key (Authorization: Bearer <key>)"
-            response = problem_response(
-                Request(scope), 401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"}
-            )
-            await response(scope, receive, send)
+        refusal = _auth_refusal(scope, headers, settings)
+        if refusal is not None:
+            await refusal(scope, receive, send)
             return
         if scope["method"] in _WITH_BODY:
             limit = settings.max_body_bytes
@@ -100,6 +94,25 @@ class ServiceMiddleware:
                 return
             receive = _replay(body, receive)
         await self.app(scope, receive, send)
+
+
+def _auth_refusal(scope: Scope, headers: Headers, settings: Settings) -> ASGIApp | None:
+    """A 401 (or 403 for the admin API when it is off) response, or None to let it through."""
+    path: str = scope["path"]
+    admin = is_admin(path)
+    key = settings.admin_key if admin else settings.api_key
+    if admin and key is None:
+        detail = "the admin API is off; set XMIXUP_ADMIN_KEY to enable it (or send SIGHUP)"
+        return problem_response(Request(scope), 403, "forbidden", detail)
+    if key is None or not (admin or needs_key(path)):
+        return None
+    if key_matches(headers.get("authorization"), key.get_secret_value()):
+        return None
+    which = "admin key (XMIXUP_ADMIN_KEY)" if admin else "API key"
+    detail = f"missing or wrong {which} (Authorization: Bearer <key>)"
+    return problem_response(
+        Request(scope), 401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"}
+    )
 
 
 def _record(scope: Scope, status: int, elapsed: float, metrics: Metrics) -> None:

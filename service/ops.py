@@ -72,6 +72,7 @@ async def get_model(name: str, registry: ReadyRegistry) -> ModelCard:
 def _model_card(rt: ModelRuntime, registry: Registry) -> ModelCard:
     return ModelCard(
         name=rt.name,
+        version=rt.version,
         task=rt.task,
         default=registry.defaults.get(rt.task) == rt.name,
         labels=list(rt.manifest.labels),

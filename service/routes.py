@@ -66,6 +66,20 @@ async def _infer(
     rt: ModelRuntime,
     build: Callable[[], tuple[list[Row], list[P]]],
 ) -> tuple[list[RowResult], list[P]]:
+    """Run a request on the runtime it looked up, even if a reload swaps it out meanwhile.
+
+    Nothing awaits between ``registry.get`` and here, so no swap can come in between."""
+    with rt.hold():
+        response.headers["x-model-version"] = rt.version
+        return await _infer_on(request, response, rt, build)
+
+
+async def _infer_on(
+    request: Request,
+    response: Response,
+    rt: ModelRuntime,
+    build: Callable[[], tuple[list[Row], list[P]]],
+) -> tuple[list[RowResult], list[P]]:
     """Tokenise, queue the rows, await them; map batcher outcomes to HTTP errors."""
     settings: Settings = request.app.state.settings
     t0 = time.perf_counter()

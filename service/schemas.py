@@ -266,6 +266,11 @@ class QAResponse(BaseModel):
 # ---------------------------------------------------------------------------------------------
 class ModelCard(BaseModel):
     name: str
+    version: str = Field(
+        description="The first 12 hex digits of the sha256 of the bundle's manifest.json (it "
+        "lists every file's sha256); also sent as `x-model-version` on each inference response.",
+        examples=["3f2a9c41b0de"],
+    )
     task: str
     default: bool = Field(description="Served when a request names no model.")
     labels: list[str]

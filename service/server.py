@@ -77,6 +77,9 @@ def serve(overrides: dict[str, Any], log_level: str = "INFO") -> int:
     if settings.models_dir is None:
         raise UserError("no models to serve", "pass --models DIR or set XMIXUP_MODELS_DIR")
     app = create_app(settings)
+    # SIGHUP asks for a reload (service.reload) once the app runs; until then (loading can
+    # take minutes) it must not end the process, which is its default action.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # Load (verify checksums, build sessions) before binding the port: a bad bundle is refused
     # here as a UserError naming the file, not as a traceback inside uvicorn's startup.
     app.state.preloaded = Registry.load(settings, app.state.metrics)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -74,6 +74,17 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         default=None, description="When set, model routes need `Authorization: Bearer <key>`."
     )
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description="Enables POST /v1/admin/reload, which then needs `Authorization: Bearer "
+        "<key>` (a key of its own: clients holding the API key cannot reload models).",
+    )
+    watch_interval_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Rescan the models directory this often and apply changes (off by default; "
+        "SIGHUP and the admin route rescan on demand).",
+    )
     cors_origins: list[str] = Field(default_factory=list)
     warmup: bool = True
     drain_grace_s: float = Field(
@@ -97,12 +108,12 @@ class Settings(BaseSettings):
     )
     otlp_service_name: str = "xmixup"
 
-    @field_validator("api_key")
+    @field_validator("api_key", "admin_key")
     @classmethod
-    def _no_blank_key(cls, value: SecretStr | None) -> SecretStr | None:
+    def _no_blank_key(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         # An empty key would make auth look enabled while every client fails; refuse it early.
         if value is not None and not value.get_secret_value().strip():
-            raise ValueError("XMIXUP_API_KEY is blank; unset it to disable auth")
+            raise ValueError(f"XMIXUP_{str(info.field_name).upper()} is blank; unset it instead")
         return value
 
     @field_validator("default_models")

@@ -49,6 +49,7 @@ from xmixup.core.special_tokens import SpecialTokens, read_special_tokens
 from xmixup.core.vocab import TASKS
 from xmixup.errors import UserError
 
+VERSION_CHARS = 12  # 48 bits of the manifest's sha256: plenty to tell a model's versions apart
 # 1 MiB: large enough that hashing a 470 MB model is I/O bound, small enough to never spike RSS.
 _HASH_CHUNK = 1 << 20
 
@@ -60,6 +61,13 @@ def file_sha256(path: Path) -> str:
         while chunk := handle.read(_HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def bundle_version(bundle_dir: str | Path) -> str:
+    """A bundle's version: the first 12 hex digits of its manifest's sha256 (``sha256sum
+    manifest.json``). The manifest lists every file's sha256, so any changed file (re-exported
+    or re-quantised) changes it; the service reports it as ``x-model-version``."""
+    return file_sha256(Path(bundle_dir) / MANIFEST_NAME)[:VERSION_CHARS]
 
 
 def tokenizer_special_tokens(bundle_dir: Path) -> SpecialTokens:
