@@ -130,9 +130,9 @@ def requests_payloads(n: int) -> list[dict[str, Any]]:
 def bench_ort(
     bundle_dir: Path, batch: int, threads: int | None, duration: float, device: str
 ) -> dict[str, float]:
-    from service.engine import Row, pad_rows
     from xmixup.core.bundle import load_bundle
     from xmixup.core.featurize import TextEncoder
+    from xmixup.core.rows import Row, pad_rows
     from xmixup.core.runner import Runner
 
     bundle = load_bundle(bundle_dir)

@@ -74,7 +74,7 @@ def test_contracts_keep_a_clean_tree(tmp_path: Path) -> None:
         ("xmixup/core/vocab.py", "from service import app\n", CORE, "service"),
         ("xmixup/core/featurize.py", "import training.trainer\n", CORE, "training"),
         ("service/routes.py", "from model_export import export\n", SERVICE, "model_export"),
-        ("service/engine.py", "import torch\n", SERVICE, "torch"),
+        ("service/batcher.py", "import torch\n", SERVICE, "torch"),
         # indirect: the CLI root imports training, so the service may not import it
         ("service/cli.py", "import xmixup.cli\n", SERVICE, "xmixup.cli"),
         ("training/evaluate.py", "import model_export.export\n", TRAINING, "model_export"),
