@@ -49,7 +49,7 @@ from xmixup.core.schemas import (
     TagResult,
 )
 
-Item = TypeVar("Item", ClassifyItem, TagItem, QAItem)
+Item = TypeVar("Item", bound=BaseModel)
 Result = ClassifyResult | TagResult | QAResult
 # The service's defaults (XMIXUP_MAX_BATCH_SIZE, XMIXUP_MAX_BATCH_TOKENS).
 DEFAULT_BATCH_SIZE = 32
@@ -160,7 +160,7 @@ class Predictor:
         return qa_results(self, plans, self.run_rows(rows), top_k)
 
     def predict(
-        self, items: Sequence[Mapping[str, Any]], *, top_k: int = 1, truncate: bool | None = None
+        self, items: Sequence[Any], *, top_k: int = 1, truncate: bool | None = None
     ) -> list[Result]:
         """The bundle's own task: ``classify``, ``tag`` or ``qa`` (``top_k`` is for QA)."""
         if self.task == "qa":

@@ -3,15 +3,17 @@
 Each function returns the rows to batch and, per item, a *plan*: what postprocessing needs to
 map the row outputs back to the caller's strings. Client mistakes raise a ``RequestError`` with
 the offending field: 413 for a limit, 422 for content the model cannot take. The service and
-``xmixup.Predictor`` both call these (through ``xmixup.core.pipeline``).
+``xmixup.Predictor`` both call these.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from pydantic import BaseModel
 from tokenizers import Encoding
 
 from xmixup.core.featurize import Offsets, TextEncoder, context_offsets, word_tokens
@@ -40,7 +42,7 @@ def _ids(ids: list[int]) -> np.ndarray:
     return np.asarray(ids, dtype=np.int64)
 
 
-def check_chars(items: list[ClassifyItem] | list[TagItem] | list[QAItem], limit: int) -> None:
+def check_chars(items: Sequence[BaseModel], limit: int) -> None:
     """413 for any text field over ``limit`` characters (tokens of a list count together)."""
     for i, item in enumerate(items):
         for name, value in item:
