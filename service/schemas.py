@@ -145,6 +145,11 @@ class ModelCard(BaseModel):
     ready: bool
     queue_depth: int
     manifest: dict[str, Any]
+    card: str | None = Field(
+        default=None,
+        description="Path of the model card (Markdown: data, per-language metrics, limits), "
+        "e.g. `/v1/models/sib/card`; null for a bundle exported without one.",
+    )
 
 
 class ModelList(BaseModel):
