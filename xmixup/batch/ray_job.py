@@ -72,6 +72,7 @@ def build_dataset(opts: PredictOptions) -> Any:
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=opts.workers),
         num_cpus=threads,
+        num_gpus=1 if opts.device == "cuda" else 0,  # Ray hides GPUs from actors not asking
     )
 
 
