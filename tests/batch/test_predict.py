@@ -180,3 +180,14 @@ def test_parquet_input_scores_like_jsonl(bundle: Path, tmp_path: Path) -> None:
     score_file(_opts(bundle, inp, tmp_path / "a.jsonl", chunk_size=6))
     score_file(_opts(bundle, tmp_path / "in.parquet", tmp_path / "b.jsonl", chunk_size=6))
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+
+
+def test_cli_reports_a_missing_input_without_a_traceback(
+    bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from xmixup.cli import main
+
+    argv = ["predict", "--model", str(bundle), "--input", str(tmp_path / "nope.jsonl")]
+    assert main([*argv, "--output", str(tmp_path / "o.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.jsonl: no such file" in err and "Traceback" not in err

@@ -137,6 +137,8 @@ def _scored_in_order(
 # ---- the command ---------------------------------------------------------------------------
 def _start(opts: PredictOptions) -> int:
     """The line to go on after: 0 for a fresh output, the last written line when resuming."""
+    if not opts.input.is_file():
+        raise UserError(f"--input {opts.input}: no such file", "pass a JSONL or Parquet file")
     if opts.output.exists() and opts.output.stat().st_size > 0 and not opts.resume:
         if not opts.overwrite:
             raise UserError(
