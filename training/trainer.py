@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from training.collate import Collator
-from training.data.schema import collect_labels
+from training.data.schema import collect_labels, count_langs
 from training.evaluate import TorchPredictor, eval_view, evaluate_records, format_table, write_json
 from training.features import Featurizer, record_dict, source_only
 from training.freeze import freeze
@@ -329,6 +329,7 @@ def _metrics(
             "steps": state.global_step,
             "epochs": state.epoch,
             "examples": len(feats.fit_records),
+            "languages": count_langs(feats.fit_records),  # the model card's languages seen
             "features": len(feats.features),
             "world_size": world_size(),
             "train_seconds": round(fit.seconds, 3),
