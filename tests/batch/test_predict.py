@@ -95,23 +95,42 @@ def test_interrupted_then_resumed_equals_an_uninterrupted_run(bundle: Path, tmp_
 def test_a_real_sigint_keeps_complete_lines_and_resume_finishes(
     bundle: Path, tmp_path: Path
 ) -> None:
-    inp = _write_input(tmp_path / "in.jsonl", 12000)
-    out = tmp_path / "out.jsonl"
+    """The command reads its input from a pipe that the test feeds 40 lines and keeps open, so
+    it is mid-run (waiting for line 41) when it gets SIGINT, however fast or loaded the host."""
+    inp = _write_input(tmp_path / "in.jsonl", 100)
+    lines = inp.read_bytes().splitlines(keepends=True)
     score_file(_opts(bundle, inp, tmp_path / "full.jsonl", chunk_size=16))
-    cmd = [sys.executable, "-m", "xmixup", "predict", "--model", str(bundle)]
-    cmd += ["--input", str(inp), "--output", str(out), "--chunk-size", "16", "--no-progress"]
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "xmixup", "predict", "--model", str(bundle), "--output", str(out)]
+    cmd += ["--chunk-size", "16", "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([*cmd, "--input", str(fifo)], env=env, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while not (out.exists() and out.stat().st_size > 0) and time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    writer = None
+    try:
+        while writer is None:  # opening for writing succeeds once the command opened it
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            try:
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                time.sleep(0.05)
+        os.set_blocking(writer, True)
+        os.write(writer, b"".join(lines[:40]))
+        while len(out.read_bytes().splitlines()) < 32:  # two chunks of 16 written
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if writer is not None:
+            os.close(writer)
     assert proc.returncode == 130, err.decode()
-    line, _, complete = resume_point(out)
-    assert 0 < line < 12000 and complete == line
-    subprocess.run([*cmd, "--resume"], env=env, check=True, capture_output=True, timeout=120)
+    assert resume_point(out) == (32, "r31", 32)
+    subprocess.run(
+        [*cmd, "--input", str(inp), "--resume"], env=env, check=True, capture_output=True
+    )
     assert out.read_bytes() == (tmp_path / "full.jsonl").read_bytes()
 
 

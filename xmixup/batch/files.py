@@ -51,8 +51,8 @@ def count_records(path: Path) -> int:
 
 def read_records(path: Path, after: int = 0) -> Iterator[tuple[int, str | dict[str, Any]]]:
     """``(number, raw record)`` for every record numbered above ``after``: JSONL lines as
-    text (blank ones skipped), Parquet rows as dicts."""
-    if not path.is_file():
+    text (blank ones skipped; a pipe such as /dev/stdin works too), Parquet rows as dicts."""
+    if not path.exists():
         raise UserError(f"--input {path}: no such file", "pass a JSONL or Parquet file")
     if is_parquet(path):
         number = 0

@@ -137,7 +137,7 @@ def _scored_in_order(
 # ---- the command ---------------------------------------------------------------------------
 def _start(opts: PredictOptions) -> int:
     """The line to go on after: 0 for a fresh output, the last written line when resuming."""
-    if not opts.input.is_file():
+    if not opts.input.exists():
         raise UserError(f"--input {opts.input}: no such file", "pass a JSONL or Parquet file")
     if opts.output.exists() and opts.output.stat().st_size > 0 and not opts.resume:
         if not opts.overwrite:
@@ -148,6 +148,8 @@ def _start(opts: PredictOptions) -> int:
         opts.output.unlink()
     if not opts.resume:
         return 0
+    if not opts.input.is_file():  # a pipe (/dev/stdin) cannot be read again from the start
+        raise UserError(f"--resume needs --input to be a file, not {opts.input}")
     line, last_id, _ = resume_point(opts.output)
     if line and record_id_at(opts.input, line) != last_id:
         raise UserError(
@@ -201,7 +203,8 @@ def score_file(
     summary = PredictSummary(
         str(opts.input), str(opts.output), manifest.name, opts.workers, resumed_after_line=after
     )
-    total = count_records(opts.input) if opts.progress else None
+    # A pipe (--input /dev/stdin) streams once: no total for the bar.
+    total = count_records(opts.input) if opts.progress and opts.input.is_file() else None
     bar = _bar(total, after, opts.progress)
     t0 = time.perf_counter()
     position = after
