@@ -106,7 +106,13 @@ def test_a_real_sigint_keeps_complete_lines_and_resume_finishes(
     cmd = [sys.executable, "-m", "xmixup", "predict", "--model", str(bundle), "--output", str(out)]
     cmd += ["--chunk-size", "16", "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([*cmd, "--input", str(fifo)], env=env, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*cmd, "--input", str(fifo)],
+        env=env,
+        stderr=subprocess.PIPE,
+        # A test run started in the background inherits SIGINT ignored; Ctrl-C is what is tested.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 60
     writer = None
     try:
