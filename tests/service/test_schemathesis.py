@@ -26,11 +26,15 @@ def test_schemathesis_finds_no_server_error(server: Any) -> None:
             "20",  # bounded: ~500 cases over the 8 operations, a few seconds
             "--seed",
             "1",
+            # The admin route answers 403 without XMIXUP_ADMIN_KEY (tests/service/test_reload.py
+            # covers it with a key); fuzzing it with one would only rescan the models directory.
+            "--exclude-path",
+            "/v1/admin/reload",
         ],
         capture_output=True,
         text=True,
         timeout=240,
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    assert "No issues found" in run.stdout
+    assert "No issues found" in run.stdout, run.stdout[-6000:]
     assert '"status": 500' not in server.log() and "Traceback" not in server.log()
