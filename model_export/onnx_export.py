@@ -9,8 +9,8 @@ rule (`XMixupModel.predict`). The steps, each filling its record of the typed `E
 4. `optimise` — onnxruntime transformer fusions; a fused graph that breaks parity is dropped
    for the unfused one (said in the log and in manifest.export);
 5. `convert_precision` — fp16 / int8, whose agreement figures go to manifest.parity;
-6. `write_bundle` — model.onnx + tokenizer.json into a staging directory, then manifest.json
-   (with checksums), verified with the same loader the service uses; `publish` moves it into
+6. `write_bundle` — model.onnx + tokenizer.json + the model card README.md
+   (model_export.model_card) into a staging directory, then manifest.json (with checksums), verified with the same loader the service uses; `publish` moves it into
    place, so a failed export leaves nothing.
 """
 
@@ -35,6 +35,7 @@ from model_export.export_log import (
     VerifyDataRecord,
 )
 from model_export.manifest_fields import manifest_fields, source_stream_work
+from model_export.model_card import write_model_card
 from model_export.options import ExportOptions
 from model_export.parity import (
     FP32_ATOL,
@@ -247,7 +248,8 @@ def write_bundle(
     parity: dict[str, Any],
     log: ExportLog,
 ) -> None:
-    """model.onnx, tokenizer.json and manifest.json into `stage`, then load it as served."""
+    """model.onnx, tokenizer.json, README.md (the model card) and manifest.json into `stage`,
+    then load it as served."""
     stage.mkdir()
     _save_final(final, stage / MODEL_NAME, loaded.external)
     shutil.copyfile(options.checkpoint / "tokenizer.json", stage / TOKENIZER_NAME)
@@ -261,6 +263,14 @@ def write_bundle(
         outputs=loaded.outputs,
         parity=parity,
         export=log.as_dict(),
+    )
+    # Before the manifest: the card is checksummed with the other files.
+    write_model_card(
+        stage,
+        fields,
+        options.checkpoint,
+        layers=loaded.model.num_layers,
+        licence=options.data_license,
     )
     bundle_mod.write_manifest(stage, fields)
     # The service's own code path: checksums + session + I/O names.
@@ -293,6 +303,7 @@ def export_bundle_result(
     optimize: bool = True,
     force: bool = False,
     quantize_options: QuantizeOptions | None = None,
+    data_license: str | None = None,
 ) -> ExportResult:
     import torch
 
@@ -306,6 +317,7 @@ def export_bundle_result(
         optimize=optimize,
         force=force,
         quantize=quantize_options or QuantizeOptions(),
+        data_license=data_license,
     )
     options.check()
     t_start = time.perf_counter()

@@ -25,6 +25,7 @@ class ExportOptions:
     optimize: bool = True
     force: bool = False
     quantize: QuantizeOptions = field(default_factory=QuantizeOptions)
+    data_license: str | None = None  # the model card's training-data licence, when given
 
     def check(self) -> None:
         if self.precision not in PRECISIONS:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
+from fastapi_offline import FastAPIOffline
 
 from service import admin, lifecycle, ops, routes
 from service.errors import install_error_handlers
@@ -38,7 +39,9 @@ predicts on the target; `mixup_ratio` (λ) says how much it leaned on the transl
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service. ``settings`` default to the ``XMIXUP_*`` environment."""
     settings = settings or Settings()
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from this server (/static-offline-docs), not
+    # from a CDN: they work on an air-gapped host.
+    app = FastAPIOffline(
         title="xmixup",
         version=__version__,
         summary="Cross-lingual classification, tagging and QA with X-Mixup on onnxruntime",

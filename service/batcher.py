@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.engine import SEQUENCE_OUTPUTS, Row, pad_rows
 from service.metrics import Metrics
 from service.settings import Settings
+from xmixup.core.rows import Row, cut_batches, pad_rows, row_outputs
 from xmixup.core.runner import Runner
 
 logger = logging.getLogger("service.batcher")
@@ -204,23 +204,9 @@ class Batcher:
         return True
 
     def _cut(self, window: list[_Item]) -> list[list[_Item]]:
-        window.sort(key=lambda it: it.cost)
-        batches: list[list[_Item]] = []
-        batch: list[_Item] = []
-        max_t = max_s = 0
-        for item in window:
-            t = len(item.row.target_ids)
-            s = len(item.row.source_ids) if item.row.source_ids is not None else 0
-            # Padded size if the item joins: every row is padded to the longest of each stream.
-            padded = (len(batch) + 1) * (max(max_t, t) + max(max_s, s))
-            if batch and (len(batch) >= self.max_batch_size or padded > self.max_batch_tokens):
-                batches.append(batch)
-                batch, max_t, max_s = [], 0, 0
-            batch.append(item)
-            max_t, max_s = max(max_t, t), max(max_s, s)
-        if batch:
-            batches.append(batch)
-        return batches
+        rows = [it.row for it in window]
+        groups = cut_batches(rows, self.max_batch_size, self.max_batch_tokens)
+        return [[window[i] for i in group] for group in groups]
 
     async def _run(self, batch: list[_Item]) -> None:
         batch = [it for it in batch if self._live(it)]  # earlier batches may have taken long
@@ -255,10 +241,7 @@ class Batcher:
         for j, it in enumerate(batch):
             if it.future.done():
                 continue
-            row_out = {
-                name: (value[j, : lengths[j]] if name in SEQUENCE_OUTPUTS else value[j])
-                for name, value in outputs.items()
-            }
+            row_out = row_outputs(outputs, j, lengths[j])
             queue_s = start - it.enqueued
             self._m_wait.observe(queue_s)
             it.future.set_result(RowResult(row_out, queue_s, elapsed, len(batch)))

@@ -17,6 +17,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from xmixup.core.request_errors import FieldError, RequestError, field_path, invalid_input
+
 logger = logging.getLogger("service.errors")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -37,11 +39,6 @@ _TITLES = {
 }
 
 
-class FieldError(BaseModel):
-    loc: str = Field(description="Dotted path of the offending field, e.g. `inputs.0.target`.")
-    msg: str
-
-
 class Problem(BaseModel):
     """The body of every error response (RFC 9457)."""
 
@@ -54,29 +51,9 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = None
 
 
-class ServiceError(Exception):
-    """An error with an HTTP status, raised anywhere in request handling."""
-
-    def __init__(
-        self,
-        status: int,
-        kind: str,
-        detail: str,
-        *,
-        headers: dict[str, str] | None = None,
-        errors: list[FieldError] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.kind = kind
-        self.detail = detail
-        self.headers = headers or {}
-        self.errors = errors
-
-
-def field_error(status: int, loc: str, msg: str, kind: str = "validation") -> ServiceError:
-    """A client error about one request field (413 for limits, 422 for invalid content)."""
-    return ServiceError(status, kind, f"{loc}: {msg}", errors=[FieldError(loc=loc, msg=msg)])
+class ServiceError(RequestError):
+    """An error with an HTTP status raised in request handling (429, 503, 504, ...); input
+    errors are the core's ``RequestError`` subclasses, answered the same way."""
 
 
 def problem_response(
@@ -101,25 +78,9 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
-def _loc(parts: tuple[Any, ...] | list[Any]) -> str:
-    # FastAPI prefixes body fields with "body"; drop it so clients see their own field path.
-    # Unions add the branch's type ("str", "list[...]", "function-after[...]"): not a field.
-    items = [
-        str(p)
-        for p in parts
-        if isinstance(p, int) or not ("[" in str(p) or "-" in str(p) or str(p) in _TYPE_TAGS)
-    ]
-    if len(items) > 1 and items[0] == "body":
-        items = items[1:]
-    return ".".join(items) or "body"
-
-
-_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
-
-
 def install_error_handlers(app: FastAPI) -> None:
-    async def service_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ServiceError)
+    async def request_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestError)
         return problem_response(
             request, exc.status, exc.kind, exc.detail, headers=exc.headers, errors=exc.errors
         )
@@ -128,15 +89,13 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         errors = []
         for err in exc.errors():
-            loc = _loc(err.get("loc", ()))
+            loc = field_path(err.get("loc", ()))
             msg = str(err.get("msg", "invalid"))
             if err.get("type") == "json_invalid":
                 loc, msg = "body", f"malformed JSON ({err.get('ctx', {}).get('error', msg)})"
             errors.append(FieldError(loc=loc, msg=msg))
-        detail = "; ".join(f"{e.loc}: {e.msg}" for e in errors[:5])
-        if len(errors) > 5:
-            detail += f"; and {len(errors) - 5} more"
-        return problem_response(request, 422, "validation", detail, errors=errors)
+        problem = invalid_input(errors)
+        return problem_response(request, 422, problem.kind, problem.detail, errors=errors)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
@@ -163,7 +122,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return problem_response(request, 500, "internal", "internal error; see the server log")
 
-    app.add_exception_handler(ServiceError, service_error)
+    app.add_exception_handler(RequestError, request_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.errors import ServiceError
@@ -12,6 +12,10 @@ from service.registry import ModelRuntime, Registry
 from service.schemas import ModelCard, ModelList, Readiness
 
 router = APIRouter()
+
+
+class MarkdownResponse(PlainTextResponse):
+    media_type = "text/markdown"  # Starlette adds "; charset=utf-8"
 
 
 @router.get("/healthz", tags=["operations"], summary="Liveness")
@@ -69,6 +73,27 @@ async def get_model(name: str, registry: ReadyRegistry) -> ModelCard:
     return _model_card(registry.models[name], registry)
 
 
+@router.get(
+    "/v1/models/{name}/card",
+    tags=["models"],
+    summary="One model's card (Markdown)",
+    response_class=MarkdownResponse,
+    responses={
+        200: {"description": "the bundle's README.md"},
+        404: {"description": "unknown model, or a bundle without a card"},
+    },
+)
+async def get_model_card(name: str, registry: ReadyRegistry) -> MarkdownResponse:
+    """The bundle's model card (README.md, checksummed in its manifest): task, labels,
+    training data, per-language metrics with seen/unseen languages, λ, intended use."""
+    if name not in registry.models:
+        raise ServiceError(404, "model-not-found", f"unknown model {name!r}")
+    path = registry.models[name].bundle.card_path
+    if path is None:
+        raise ServiceError(404, "not-found", f"model {name!r} was exported without a model card")
+    return MarkdownResponse(path.read_text(encoding="utf-8"))
+
+
 def _model_card(rt: ModelRuntime, registry: Registry) -> ModelCard:
     return ModelCard(
         name=rt.name,
@@ -80,4 +105,5 @@ def _model_card(rt: ModelRuntime, registry: Registry) -> ModelCard:
         ready=rt.batcher.healthy,
         queue_depth=rt.batcher.depth,
         manifest=rt.manifest.model_dump(mode="json", exclude={"files"}),
+        card=f"/v1/models/{rt.name}/card" if rt.bundle.card_path is not None else None,
     )

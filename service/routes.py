@@ -1,4 +1,8 @@
-"""POST /classify, /tag, /qa: validate → tokenise → batch → postprocess."""
+"""POST /classify, /tag, /qa: validate → tokenise → batch → postprocess.
+
+Tokenising and postprocessing are the core's (``xmixup/core/preprocess.py``,
+``postprocess.py``), the same calls ``xmixup.Predictor`` makes; this module adds the HTTP
+limits and the dynamic batcher."""
 
 from __future__ import annotations
 
@@ -7,14 +11,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import numpy as np
 from fastapi import APIRouter, Depends, Request, Response
 
 from service.batcher import DeadlineExceeded, InferenceFailed, QueueFull, RowResult, Stopped
-from service.engine import Row
-from service.errors import Problem, ServiceError, field_error
+from service.errors import Problem, ServiceError
 from service.lifecycle import ready_registry
-from service.postprocess import classify_result, qa_result, tag_result
-from service.preprocess import check_chars, classify_rows, qa_rows, tag_rows
 from service.registry import ModelRuntime, Registry
 from service.schemas import (
     ClassifyRequest,
@@ -26,6 +28,10 @@ from service.schemas import (
 )
 from service.security import bearer
 from service.settings import Settings
+from xmixup.core.postprocess import classify_results, qa_results, tag_results
+from xmixup.core.preprocess import check_chars, classify_rows, qa_rows, tag_rows
+from xmixup.core.request_errors import field_error
+from xmixup.core.rows import Row
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {"application/problem+json": {}}, "description": text}
@@ -134,6 +140,10 @@ async def _infer_on(
     return list(results), plans
 
 
+def _outputs(results: list[RowResult]) -> list[dict[str, np.ndarray]]:
+    return [r.outputs for r in results]
+
+
 def _truncate(flag: bool | None, settings: Settings) -> bool:
     return settings.truncate if flag is None else flag
 
@@ -150,11 +160,7 @@ async def classify(body: ClassifyRequest, request: Request, response: Response) 
     outs, plans = await _infer(
         request, response, rt, lambda: classify_rows(rt, body.inputs, truncate)
     )
-    labels = rt.manifest.labels
-    return ClassifyResponse(
-        model=rt.name,
-        results=[classify_result(labels, p, o) for p, o in zip(plans, outs, strict=True)],
-    )
+    return ClassifyResponse(model=rt.name, results=classify_results(rt, plans, _outputs(outs)))
 
 
 @router.post("/tag", response_model=TagResponse, summary="Tag words (NER, POS)")
@@ -166,12 +172,7 @@ async def tag(body: TagRequest, request: Request, response: Response) -> TagResp
     rt = registry.get("tag", body.model)
     truncate = _truncate(body.truncate, settings)
     outs, plans = await _infer(request, response, rt, lambda: tag_rows(rt, body.inputs, truncate))
-    m = rt.manifest
-    bio = m.tag_scheme == "BIO"
-    return TagResponse(
-        model=rt.name,
-        results=[tag_result(m.labels, bio, p, o) for p, o in zip(plans, outs, strict=True)],
-    )
+    return TagResponse(model=rt.name, results=tag_results(rt, plans, _outputs(outs)))
 
 
 @router.post("/qa", response_model=QAResponse, summary="Extractive question answering")
@@ -185,11 +186,4 @@ async def qa(body: QARequest, request: Request, response: Response) -> QARespons
     rt = registry.get("qa", body.model)
     truncate = _truncate(body.truncate, settings)
     outs, plans = await _infer(request, response, rt, lambda: qa_rows(rt, body.inputs, truncate))
-    max_answer = rt.manifest.max_answer_length or 30
-    results = []
-    pos = 0
-    for plan in plans:
-        n = len(plan.windows)
-        results.append(qa_result(plan, outs[pos : pos + n], body.top_k, max_answer))
-        pos += n
-    return QAResponse(model=rt.name, results=results)
+    return QAResponse(model=rt.name, results=qa_results(rt, plans, _outputs(outs), body.top_k))

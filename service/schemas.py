@@ -1,30 +1,24 @@
 """Request and response bodies of the HTTP API (docs/API.md), with OpenAPI examples.
 
-Requests forbid unknown fields so a typo (``"text"`` for ``"target"``) is a 422 naming it,
-not a silently ignored field.
+The items and results inside them are the core's (``xmixup/core/schemas.py``), shared with the
+Python API. Requests forbid unknown fields so a typo (``"text"`` for ``"target"``) is a 422
+naming it, not a silently ignored field.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from xmixup.core.words import WORD_SPLITTING_RULE
-
-
-def _encodable(value: str) -> str:
-    # Lone surrogates survive JSON decoding but cannot be UTF-8 encoded for the tokenizer.
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("contains an unpaired surrogate (invalid Unicode)") from None
-    return value
-
-
-Text = Annotated[str, Field(min_length=1), AfterValidator(_encodable)]
-Token = Annotated[str, Field(min_length=1), AfterValidator(_encodable)]
-Tokens = Annotated[list[Token], Field(min_length=1)]
+from xmixup.core.schemas import (
+    ClassifyItem,
+    ClassifyResult,
+    QAItem,
+    QAResult,
+    TagItem,
+    TagResult,
+)
 
 _MODEL_FIELD = Field(
     default=None,
@@ -43,61 +37,15 @@ class _Request(BaseModel):
 
 
 class _BatchRequest(_Request):
-    """What every endpoint's body has besides its ``inputs`` (items are ``_Request`` only)."""
+    """What every endpoint's body has besides its ``inputs``."""
 
     model: str | None = _MODEL_FIELD
     truncate: bool | None = _TRUNCATE_FIELD
 
 
 # ---------------------------------------------------------------------------------------------
-# Common response parts
-# ---------------------------------------------------------------------------------------------
-class _Result(BaseModel):
-    mixup_ratio: float = Field(
-        description="λ: how much of the source (translation) stream was mixed into the target "
-        "stream (0 … λ0). Averaged over windows for long QA contexts."
-    )
-    translation_trust: float | None = Field(
-        default=None,
-        description="Probability that `source` is a faithful translation of the target, from "
-        "the model's translation-trust head (read off the source stream at the mixup layer), "
-        "calibrated on the training data's noise model (a clean English source vs the same "
-        "source with about 30 % of its words dropped, swapped or substituted). It is not a "
-        "quality estimate for the target or for the prediction. null when no source was "
-        "given or the model has no trust head. Long QA contexts: the first window's value.",
-        examples=[0.97],
-    )
-    source_used: bool = Field(
-        description="False when no source was given (the target served as its own source) or "
-        "the model takes no source stream."
-    )
-    truncated: bool = Field(
-        default=False, description="True when an input was cut to the model's max_length."
-    )
-
-
-# ---------------------------------------------------------------------------------------------
 # /classify
 # ---------------------------------------------------------------------------------------------
-class ClassifyItem(_Request):
-    target: Text = Field(description="Text in the target language (the user's language).")
-    target_pair: Text | None = Field(
-        default=None, description="Second sentence, for pair models (NLI, paraphrase)."
-    )
-    source: Text | None = Field(
-        default=None, description="English (source-language) translation of `target`."
-    )
-    source_pair: Text | None = Field(default=None, description="Translation of `target_pair`.")
-
-    @model_validator(mode="after")
-    def _pairs_consistent(self) -> ClassifyItem:
-        if self.source_pair is not None and self.source is None:
-            raise ValueError("source_pair needs source")
-        if self.source is not None and (self.target_pair is None) != (self.source_pair is None):
-            raise ValueError("give source_pair exactly when target_pair is given")
-        return self
-
-
 class ClassifyRequest(_BatchRequest):
     inputs: list[ClassifyItem] = Field(min_length=1)
 
@@ -119,14 +67,6 @@ class ClassifyRequest(_BatchRequest):
     )
 
 
-class ClassifyResult(_Result):
-    label: str = Field(examples=["positive"])
-    scores: dict[str, float] = Field(
-        description="Probability per label (mean of the source and mixed-target streams).",
-        examples=[{"negative": 0.08, "positive": 0.92}],
-    )
-
-
 class ClassifyResponse(BaseModel):
     model: str
     results: list[ClassifyResult]
@@ -135,16 +75,6 @@ class ClassifyResponse(BaseModel):
 # ---------------------------------------------------------------------------------------------
 # /tag
 # ---------------------------------------------------------------------------------------------
-class TagItem(_Request):
-    target: Text | Tokens = Field(
-        description="A string (split into words by the rule below) or pre-split tokens. "
-        + WORD_SPLITTING_RULE
-    )
-    source: Text | Tokens | None = Field(
-        default=None, description="English translation, as a string or as pre-split tokens."
-    )
-
-
 class TagRequest(_BatchRequest):
     inputs: list[TagItem] = Field(min_length=1)
 
@@ -166,35 +96,6 @@ class TagRequest(_BatchRequest):
     )
 
 
-class TaggedToken(BaseModel):
-    text: str
-    start: int = Field(description="Character offset into the target string (inclusive).")
-    end: int = Field(description="Character offset into the target string (exclusive).")
-    tag: str | None = Field(description="null for a word cut off by truncation.")
-    score: float | None = Field(description="Probability of the tag.")
-
-
-class Entity(BaseModel):
-    label: str = Field(examples=["PER"])
-    text: str = Field(examples=["Angela Merkel"])
-    start: int
-    end: int
-    score: float = Field(description="Mean tag probability over the entity's words.")
-    token_start: int = Field(description="Index of the entity's first token.")
-    token_end: int = Field(description="Index after the entity's last token.")
-
-
-class TagResult(_Result):
-    tokens: list[TaggedToken] = Field(
-        description="One per word (per given token for pre-split input). For pre-split input "
-        "offsets index the tokens joined by single spaces."
-    )
-    entities: list[Entity] = Field(
-        description="Spans decoded from BIO tags (an I- without a matching B- opens a span); "
-        "empty for models without a BIO tag scheme."
-    )
-
-
 class TagResponse(BaseModel):
     model: str
     results: list[TagResult]
@@ -203,24 +104,6 @@ class TagResponse(BaseModel):
 # ---------------------------------------------------------------------------------------------
 # /qa
 # ---------------------------------------------------------------------------------------------
-class QAItem(_Request):
-    question: Text
-    context: Text = Field(
-        description="Long contexts are read in overlapping windows (the model's doc_stride)."
-    )
-    source_question: Text | None = None
-    source_context: Text | None = Field(
-        default=None,
-        description="English translation of the context; only its first window is used.",
-    )
-
-    @model_validator(mode="after")
-    def _source_complete(self) -> QAItem:
-        if (self.source_question is None) != (self.source_context is None):
-            raise ValueError("give both source_question and source_context, or neither")
-        return self
-
-
 class QARequest(_BatchRequest):
     inputs: list[QAItem] = Field(min_length=1)
     top_k: int = Field(default=1, ge=1, description="Answers per input, best first.")
@@ -245,17 +128,6 @@ class QARequest(_BatchRequest):
     )
 
 
-class Answer(BaseModel):
-    text: str = Field(examples=["Hamburg"])
-    start: int = Field(description="Character offset into `context` (inclusive).", examples=[24])
-    end: int = Field(description="Character offset into `context` (exclusive).", examples=[31])
-    score: float = Field(description="Probability among the candidate spans.")
-
-
-class QAResult(_Result):
-    answers: list[Answer] = Field(description="Best first; at most top_k.")
-
-
 class QAResponse(BaseModel):
     model: str
     results: list[QAResult]
@@ -278,6 +150,11 @@ class ModelCard(BaseModel):
     ready: bool
     queue_depth: int
     manifest: dict[str, Any]
+    card: str | None = Field(
+        default=None,
+        description="Path of the model card (Markdown: data, per-language metrics, limits), "
+        "e.g. `/v1/models/sib/card`; null for a bundle exported without one.",
+    )
 
 
 class ModelList(BaseModel):

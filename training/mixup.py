@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from xmixup.errors import UserError
+
 # An HF BertLayer-shaped module. Typed as Any: the submodules are reached by name (duck typing
 # across BERT / RoBERTa / XLM-R classes and transformers versions).
 HFLayer = Any
@@ -196,3 +198,17 @@ def mix_layer(
     lam3 = lam[:, None, None].to(h_t.dtype)
     mixed = out.LayerNorm(lam3 * out.dropout(out.dense(context)) + (1.0 - lam3) * h_t)
     return ffn_sublayer(layer, mixed), lam
+
+
+def source_or_target(
+    target_input_ids: torch.Tensor,
+    target_attention_mask: torch.Tensor,
+    source_input_ids: torch.Tensor | None,
+    source_attention_mask: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(source ids, boolean source mask): the target stands in when no source is given."""
+    if source_input_ids is None:
+        return target_input_ids, target_attention_mask.bool()
+    if source_attention_mask is None:
+        raise UserError("source_input_ids given without source_attention_mask")
+    return source_input_ids, source_attention_mask.bool()

@@ -11,6 +11,7 @@ Checkpoints are read and written by training/checkpoint.py.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -27,6 +28,7 @@ from training.mixup import (
     ffn_sublayer,
     mix_layer,
     self_attention_sublayer,
+    source_or_target,
 )
 from training.trust_head import TrustHead
 from xmixup.core.vocab import TRUST_OUTPUT
@@ -109,6 +111,9 @@ class XMixupModel(nn.Module):
         # Fitted post hoc (training/trust.py); only X-Mixup graphs run the source to the mix.
         self.trust = TrustHead(hidden) if self.config.trust_head else None
         self.mixup = True
+        # Training-time only (never saved): the lowest layers run without autograd
+        # (training/freeze.py).
+        self.frozen_layers = 0
         self.tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir is not None else None
 
     # ------------------------------------------------------------------ construction
@@ -164,11 +169,15 @@ class XMixupModel(nn.Module):
         assert self.config.mixup_layer is not None
         return self.config.mixup_layer - 1
 
+    def _frozen(self, layer_index: int) -> contextlib.AbstractContextManager[None]:
+        return torch.no_grad() if layer_index < self.frozen_layers else contextlib.nullcontext()
+
     def _embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         # Token types are all zero, as the reference code does (docs/ARCHITECTURE.md).
-        return self.encoder.embeddings(  # type: ignore[no-any-return]
-            input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids)
-        )
+        with self._frozen(0):
+            return self.encoder.embeddings(  # type: ignore[no-any-return]
+                input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids)
+            )
 
     def _run(
         self,
@@ -179,7 +188,8 @@ class XMixupModel(nn.Module):
         states: list[torch.Tensor] | None,
     ) -> torch.Tensor:
         for i in range(start, end):
-            hidden = encoder_layer(self.layers[i], hidden, mask, self.num_heads)
+            with self._frozen(i):
+                hidden = encoder_layer(self.layers[i], hidden, mask, self.num_heads)
             if states is not None:
                 states.append(hidden)
         return hidden
@@ -271,7 +281,7 @@ class XMixupModel(nn.Module):
         """
         t_mask = target_attention_mask.bool()
         source_given = source_input_ids is not None
-        source_input_ids, s_mask = _source_or_target(
+        source_input_ids, s_mask = source_or_target(
             target_input_ids, target_attention_mask, source_input_ids, source_attention_mask
         )
         zeros = self._zeros_ratio(t_mask)
@@ -341,7 +351,7 @@ class XMixupModel(nn.Module):
         task, method = self.config.task, self.config.method
         t_mask = target_attention_mask.bool()
         zeros = self._zeros_ratio(t_mask)
-        source_input_ids, s_mask = _source_or_target(
+        source_input_ids, s_mask = source_or_target(
             target_input_ids, target_attention_mask, source_input_ids, source_attention_mask
         )
 
@@ -384,17 +394,3 @@ class XMixupModel(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return f"task={c.task}, method={c.method}, mixup_layer={c.mixup_layer}, gate={c.gate}"
-
-
-def _source_or_target(
-    target_input_ids: torch.Tensor,
-    target_attention_mask: torch.Tensor,
-    source_input_ids: torch.Tensor | None,
-    source_attention_mask: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(source ids, boolean source mask): the target stands in when no source is given."""
-    if source_input_ids is None:
-        return target_input_ids, target_attention_mask.bool()
-    if source_attention_mask is None:
-        raise UserError("source_input_ids given without source_attention_mask")
-    return source_input_ids, source_attention_mask.bool()

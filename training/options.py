@@ -90,6 +90,13 @@ class TrainOptions:
         "model) or the first token (reference code)",
     )
     freeze_embeddings: bool = _opt(False, group=XMIXUP, help="freeze the word embeddings")
+    freeze_layers: int = _opt(
+        0,
+        group=XMIXUP,
+        metavar="N",
+        help="keep the embedding block and the lowest N encoder layers fixed and run them "
+        "without autograd (X-Mixup: N below the mixup layer); a speed lever",
+    )
     source_noise: float = _opt(
         0.0,
         group=XMIXUP,

@@ -19,9 +19,10 @@ from typing import Any
 import torch
 
 from training.collate import Collator
-from training.data.schema import collect_labels
+from training.data.schema import collect_labels, count_langs
 from training.evaluate import TorchPredictor, eval_view, evaluate_records, format_table, write_json
 from training.features import Featurizer, record_dict, source_only
+from training.freeze import freeze
 from training.options import TrainOptions
 from training.pseudo_labels import TARGET_LOSS_METHODS, resolve_target_labels
 from training.run_checkpoints import average_checkpoints, checkpoint_dirs, refuse_unasked_resume
@@ -158,10 +159,7 @@ def _build_model(opts: TrainOptions, inputs: _Inputs) -> tuple[Any, Any]:
         config.max_query_length = max(4, max_len // 2)
     torch.manual_seed(opts.seed)
     model = XMixupModel.from_backbone(inputs.backbone, config)
-    if opts.freeze_embeddings:
-        # The word-embedding matrix is most of a multilingual encoder (96M of 118M for e5-small);
-        # freezing it keeps the shared vocabulary aligned across languages and halves optimizer state.
-        model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
+    freeze(model, opts.freeze_embeddings, opts.freeze_layers)
     tokenizer = AutoTokenizer.from_pretrained(str(inputs.backbone))
     return model, tokenizer
 
@@ -331,6 +329,7 @@ def _metrics(
             "steps": state.global_step,
             "epochs": state.epoch,
             "examples": len(feats.fit_records),
+            "languages": count_langs(feats.fit_records),  # the model card's languages seen
             "features": len(feats.features),
             "world_size": world_size(),
             "train_seconds": round(fit.seconds, 3),

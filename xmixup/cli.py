@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from xmixup import __version__
 from xmixup.errors import UserError
 
-COMMAND_MODULES = ("training.cli", "model_export.cli", "service.cli")
+COMMAND_MODULES = ("training.cli", "model_export.cli", "service.cli", "xmixup.batch.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

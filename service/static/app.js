@@ -156,6 +156,31 @@
     }
     if (m.ready === false) parts.push("NOT READY");
     info.textContent = parts.join(" · ");
+    renderModelCard(m);
+  }
+
+  // The card is Markdown from GET /v1/models/{name}/card (model routes may need the key, so it
+  // is fetched, not linked); shown as text, loaded when first opened.
+  function renderModelCard(m) {
+    const box = $("model-card");
+    const text = $("model-card-text");
+    box.hidden = !m || !m.card;
+    box.open = false;
+    box.dataset.url = m && m.card ? m.card : "";
+    text.textContent = "";
+  }
+
+  async function loadModelCard() {
+    const box = $("model-card");
+    const text = $("model-card-text");
+    if (!box.open || !box.dataset.url || text.textContent) return;
+    text.textContent = "loading…";
+    try {
+      const r = await fetch(url(box.dataset.url.replace(/^\//, "")), { headers: headers(false) });
+      text.textContent = r.ok ? await r.text() : "Could not load the model card (" + r.status + ")";
+    } catch (e) {
+      text.textContent = "Could not load the model card: " + e.message;
+    }
   }
 
   function needKey(on) {
@@ -551,6 +576,7 @@
       $(id).addEventListener("input", markCustom);
     }
     $("model").addEventListener("change", renderModelInfo);
+    $("model-card").addEventListener("toggle", loadModelCard);
     $("run").addEventListener("click", run);
     $("copy-curl").addEventListener("click", copyCurl);
     document.addEventListener("keydown", (e) => {

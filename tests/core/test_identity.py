@@ -12,10 +12,11 @@ import xmixup.core.words as words
 
 def test_training_and_service_share_the_featuriser() -> None:
     pytest.importorskip("fastapi")
-    import service.preprocess as pre
     import service.registry as registry
-    import service.schemas as schemas
+    import service.routes as routes
     import training.features as features
+    import xmixup.core.preprocess as pre
+    import xmixup.core.schemas as schemas
 
     assert features.TextEncoder is featurize.TextEncoder is registry.TextEncoder
     assert features.word_tokens is featurize.word_tokens
@@ -24,20 +25,26 @@ def test_training_and_service_share_the_featuriser() -> None:
     assert pre.context_offsets is featurize.context_offsets
     assert pre.split_words is words.split_words and pre.join_words is words.join_words
     assert schemas.WORD_SPLITTING_RULE is words.WORD_SPLITTING_RULE
+    # The service featurises through the core's row builders (as the Predictor does).
+    assert routes.classify_rows is pre.classify_rows and routes.qa_rows is pre.qa_rows
+    assert routes.tag_rows is pre.tag_rows
 
 
 def test_training_evaluation_export_and_service_share_the_decoders() -> None:
     pytest.importorskip("fastapi")
     import model_export.parity as parity
-    import service.postprocess as post
+    import service.routes as routes
     import training.evaluate as evaluate
     import training.metrics as metrics
+    import xmixup.core.postprocess as post
 
     assert evaluate.best_spans is post.best_spans is decode.best_spans
     assert evaluate.word_tags is post.word_tags is decode.word_tags
     assert post.bio_entities is decode.bio_entities
     assert metrics.bio_spans is decode.bio_spans
     assert parity.token_spans is decode.token_spans
+    assert routes.classify_results is post.classify_results and routes.qa_results is post.qa_results
+    assert routes.tag_results is post.tag_results
 
 
 def test_training_featurizer_runs_on_the_core_encoder(tmp_path) -> None:

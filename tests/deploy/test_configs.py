@@ -4,6 +4,7 @@ cross-checks it against the service's own settings so the pieces cannot drift ap
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -395,3 +396,42 @@ def test_docker_compose_config(tmp_path: Path) -> None:
             timeout=60,
         )
         assert out.returncode == 0, out.stderr
+
+
+def _dockerignored(path: str, patterns: list[str]) -> bool:
+    """Docker's rule, enough for an allowlist: the last matching pattern wins, a pattern that
+    names a directory covers everything below it, `!` re-includes."""
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pat = pattern.lstrip("!").rstrip("/")
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        hit = any(fnmatch.fnmatchcase(p, pat) for p in prefixes)
+        if pat.startswith("**/"):
+            hit = hit or any(fnmatch.fnmatchcase(p, pat[3:]) for p in parts)
+        if hit:
+            ignored = not negate
+    return ignored
+
+
+def test_dockerignore_sends_only_what_the_images_copy() -> None:
+    lines = (DOCKER.parent / ".dockerignore").read_text().splitlines()
+    patterns = [s.strip() for s in lines if s.strip() and not s.startswith("#")]
+    for variant in ("cpu", "gpu"):
+        for instr, args in parse_dockerfile(DOCKER / f"Dockerfile.{variant}"):
+            if instr != "COPY" or args.startswith("--from"):
+                continue
+            for src in args.split()[:-1]:
+                assert not _dockerignored(src, patterns), f"{variant}: COPY {src} is ignored"
+    for src in ("xmixup/core/bundle.py", "service/app.py", "docker/install-serve.sh"):
+        assert not _dockerignored(src, patterns), src
+    for junk in (
+        ".venv/bin/python",
+        "artifacts/x/model.safetensors",
+        "demo/bundles/a.onnx",
+        "training/modeling.py",
+        "tests/tiny.py",
+        "service/__pycache__/app.pyc",
+    ):
+        assert _dockerignored(junk, patterns), junk

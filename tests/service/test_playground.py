@@ -282,3 +282,56 @@ def test_playground_end_to_end(page: Any, base_url: str) -> None:
     error = page.inner_text("#error")
     assert "422" in error and "inputs.0.target" in error
     assert page.is_hidden("#result")
+
+
+def test_playground_shows_the_model_card(page: Any, base_url: str) -> None:
+    """The classify model's card (GET /v1/models/{name}/card, with the key) opens under the
+    model picker, as the API serves it."""
+    page.click("#tab-classify")
+    page.wait_for_selector("#model-card:not([hidden])")
+    page.click("#model-card summary")
+    page.wait_for_function(
+        "document.getElementById('model-card-text').textContent.startsWith('# tiny-classify')"
+    )
+    card = httpx.get(
+        f"{base_url}/v1/models/classify/card",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=30,
+    )
+    assert card.status_code == 200
+    assert page.inner_text("#model-card-text").strip() == card.text.strip()
+    assert "## Evaluation" in card.text
+    page.screenshot(path=str(ARTIFACTS / "playground-card.png"), full_page=True)
+
+
+def test_api_docs_render_with_no_network(page: Any, base_url: str) -> None:
+    """/docs (Swagger UI) and /redoc load their scripts and styles from this server: with every
+    request off the host refused, both render the three task endpoints. (ReDoc's footer links
+    a Redocly logo image from its CDN: refused like the rest, it is only a missing picture.)"""
+    offsite: list[str] = []
+
+    def only_local(route: Any) -> None:
+        if route.request.url.startswith(base_url):
+            route.continue_()
+            return
+        if route.request.resource_type != "image":
+            offsite.append(f"{route.request.resource_type} {route.request.url}")
+        route.abort()
+
+    pg = page.context.new_page()  # the playground's browser; one Playwright per process
+    pg.route("**/*", only_local)
+    pg.goto(base_url + "/docs")
+    pg.wait_for_selector(".opblock-summary-path")
+    paths = pg.eval_on_selector_all(
+        ".opblock-summary-path", "es => es.map(e => e.getAttribute('data-path'))"
+    )
+    assert {"/classify", "/tag", "/qa"} <= set(paths)
+    pg.screenshot(path=str(ARTIFACTS / "docs-swagger.png"))
+    pg.goto(base_url + "/redoc")
+    for summary in ("Classify sentences", "Tag words", "Extractive question answering"):
+        pg.wait_for_selector(f"h2:has-text('{summary}')")  # the operation's section
+    body = pg.inner_text("body")
+    assert all(path in body for path in ("/classify", "/tag", "/qa")), body[:2000]
+    pg.screenshot(path=str(ARTIFACTS / "docs-redoc.png"))
+    pg.close()
+    assert offsite == [], f"the docs pages fetched from off the host: {offsite}"

@@ -10,12 +10,12 @@ import pytest
 from pydantic import ValidationError
 
 from service.batcher import Batcher, _Item
-from service.engine import Row, pad_rows
 from service.metrics import Metrics
-from service.schemas import TaggedToken
 from service.settings import Settings
 from xmixup.core.decode import bio_entities
 from xmixup.core.featurize import TextEncoder
+from xmixup.core.rows import Row, pad_rows
+from xmixup.core.schemas import TaggedToken
 from xmixup.core.words import split_words
 
 
@@ -172,10 +172,10 @@ def test_service_and_training_read_tagged_words_on_the_same_tokens(
     each rule (the tiny tokenizer splits a bare "▁" off "北京" and "the")."""
     from types import SimpleNamespace
 
-    from service.preprocess import tag_rows
-    from service.schemas import TagItem
     from tests.tiny import make_tiny_tokenizer
     from training.features import Featurizer
+    from xmixup.core.preprocess import tag_rows
+    from xmixup.core.schemas import TagItem
 
     tokenizer = make_tiny_tokenizer(tmp_path)
     words = ["北京", "the", "Katzen", "schauen", "aus"]

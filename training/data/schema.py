@@ -254,6 +254,14 @@ def collect_labels(records: Iterable[BaseRecord | Mapping[str, Any]]) -> list[st
     return sorted(labels)
 
 
+def count_langs(records: Iterable[BaseRecord | Mapping[str, Any]]) -> dict[str, int]:
+    """Records per language, by language code (metrics.json ``train.languages``)."""
+    counts: Counter[str] = Counter()
+    for r in records:
+        counts[(r if isinstance(r, Mapping) else vars(r))["lang"]] += 1
+    return dict(sorted(counts.items()))
+
+
 def load_dataset(
     path: str | Path,
     task: str,

@@ -6,6 +6,7 @@ A bundle directory is the only artefact the service reads::
                     special tokens, files + sha256, ...)
     model.onnx      the paired-input graph (``model.onnx.data`` beside it for > 2 GB models)
     tokenizer.json  the checkpoint's fast tokenizer, verbatim
+    README.md       the model card (bundles exported before it have none)
 
 Shared by the exporter, ``xmixup verify-bundle``, evaluation and the service, so it stays light:
 stdlib + pydantic at module level; ``tokenizers`` only when special tokens must be read from a
@@ -40,6 +41,7 @@ from xmixup.core.bundle_errors import (
 from xmixup.core.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
+    MODEL_CARD_NAME,
     MODEL_NAME,
     SUPPORTED_FORMAT_VERSIONS,
     TOKENIZER_NAME,
@@ -201,6 +203,11 @@ class Bundle:
     @property
     def tokenizer_path(self) -> Path:
         return self.path / TOKENIZER_NAME
+
+    @property
+    def card_path(self) -> Path | None:
+        """The model card (``README.md``) when the manifest lists one (checksummed)."""
+        return self.path / MODEL_CARD_NAME if MODEL_CARD_NAME in self.manifest.files else None
 
     @cached_property
     def special_tokens(self) -> SpecialTokens:

@@ -24,6 +24,8 @@ SUPPORTED_FORMAT_VERSIONS = frozenset({1, 2})
 MANIFEST_NAME = "manifest.json"
 MODEL_NAME = "model.onnx"
 TOKENIZER_NAME = "tokenizer.json"
+# The model card (written by `xmixup export`; older bundles have none). Listed in ``files``.
+MODEL_CARD_NAME = "README.md"
 
 
 class FileEntry(BaseModel):

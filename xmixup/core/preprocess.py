@@ -1,30 +1,48 @@
-"""Request items → model rows, per task, with the core featuriser (xmixup/core/featurize.py).
+"""Input items → model rows, per task, with the core featuriser (xmixup/core/featurize.py).
 
 Each function returns the rows to batch and, per item, a *plan*: what postprocessing needs to
-map the row outputs back to the caller's strings. Client mistakes raise ``ServiceError`` with
-the offending field: 413 for a limit, 422 for content the model cannot take.
+map the row outputs back to the caller's strings. Client mistakes raise a ``RequestError`` with
+the offending field: 413 for a limit, 422 for content the model cannot take. The service and
+``xmixup.Predictor`` both call these.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
+from pydantic import BaseModel
 from tokenizers import Encoding
 
-from service.engine import Row
-from service.errors import ServiceError, field_error
-from service.registry import ModelRuntime
-from service.schemas import ClassifyItem, QAItem, TagItem
-from xmixup.core.featurize import Offsets, context_offsets, word_tokens
+from xmixup.core.featurize import Offsets, TextEncoder, context_offsets, word_tokens
+from xmixup.core.manifest import Manifest
+from xmixup.core.request_errors import RequestError, field_error
+from xmixup.core.rows import Row
+from xmixup.core.schemas import ClassifyItem, QAItem, TagItem
 from xmixup.core.words import Word, join_words, split_words
+
+
+class ModelView(Protocol):
+    """What featurising and decoding need of a loaded model (the service's ``ModelRuntime``,
+    the ``Predictor``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def manifest(self) -> Manifest: ...
+
+    @property
+    def encoder(self) -> TextEncoder: ...
 
 
 def _ids(ids: list[int]) -> np.ndarray:
     return np.asarray(ids, dtype=np.int64)
 
 
-def check_chars(items: list[ClassifyItem] | list[TagItem] | list[QAItem], limit: int) -> None:
+def check_chars(items: Sequence[BaseModel], limit: int) -> None:
     """413 for any text field over ``limit`` characters (tokens of a list count together)."""
     for i, item in enumerate(items):
         for name, value in item:
@@ -40,7 +58,7 @@ def check_chars(items: list[ClassifyItem] | list[TagItem] | list[QAItem], limit:
                 )
 
 
-def _too_long(i: int, name: str, n: int, limit: int) -> ServiceError:
+def _too_long(i: int, name: str, n: int, limit: int) -> RequestError:
     return field_error(
         413,
         f"inputs.{i}.{name}",
@@ -60,7 +78,7 @@ class ClassifyPlan:
 
 
 def classify_rows(
-    rt: ModelRuntime, items: list[ClassifyItem], truncate: bool
+    rt: ModelView, items: list[ClassifyItem], truncate: bool
 ) -> tuple[list[Row], list[ClassifyPlan]]:
     pair = rt.manifest.pair_input
     for i, item in enumerate(items):
@@ -133,7 +151,7 @@ def _words(value: str | list[str], loc: str) -> tuple[str, list[Word]]:
 
 
 def tag_rows(
-    rt: ModelRuntime, items: list[TagItem], truncate: bool
+    rt: ModelView, items: list[TagItem], truncate: bool
 ) -> tuple[list[Row], list[TagPlan]]:
     enc = rt.encoder
     limit = enc.info.max_length
@@ -187,7 +205,7 @@ class QAPlan:
     truncated: bool = False
 
 
-def _cap_question(rt: ModelRuntime, question: str, loc: str, truncate: bool) -> tuple[str, bool]:
+def _cap_question(rt: ModelView, question: str, loc: str, truncate: bool) -> tuple[str, bool]:
     """Cut a question to the manifest's max_query_length tokens (or 413 when not truncating)."""
     limit = rt.encoder.max_query_length
     [(capped, n)] = rt.encoder.cap_questions([question])
@@ -201,16 +219,14 @@ def _cap_question(rt: ModelRuntime, question: str, loc: str, truncate: bool) -> 
     return capped, n > limit
 
 
-def _windows(rt: ModelRuntime, question: str, context: str, loc: str) -> list[Encoding]:
+def _windows(rt: ModelView, question: str, context: str, loc: str) -> list[Encoding]:
     try:
         return rt.encoder.encode_windows([question], [context])[0]
     except Exception as exc:  # tokenizers refuses when the question leaves no room
         raise field_error(422, loc, f"cannot be encoded: {exc}") from None
 
 
-def qa_rows(
-    rt: ModelRuntime, items: list[QAItem], truncate: bool
-) -> tuple[list[Row], list[QAPlan]]:
+def qa_rows(rt: ModelView, items: list[QAItem], truncate: bool) -> tuple[list[Row], list[QAPlan]]:
     uses_source = rt.manifest.uses_source
     rows: list[Row] = []
     plans: list[QAPlan] = []

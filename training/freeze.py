@@ -1,0 +1,48 @@
+"""Which encoder weights a training run keeps fixed: the word embeddings, the lower layers.
+
+Both are training-budget levers (`xmixup train --freeze-embeddings`, `--freeze-layers N`): the
+word-embedding matrix is most of a multilingual encoder (96M of 118M for e5-small), and below
+the mixup layer both X-Mixup streams are the plain encoder, so fixing the lowest layers skips
+their backward pass and activation memory while the mix and everything above it still train.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from xmixup.errors import UserError
+
+if TYPE_CHECKING:
+    from training.modeling import XMixupModel
+
+
+def max_frozen_layers(model: XMixupModel) -> int:
+    """The most layers `--freeze-layers` may fix: those below the mixup layer (X-Mixup: its gate
+    and cross-attention read the layer's weights), else all but the top layer."""
+    if model.config.method == "xmixup":
+        return model.mixup_index
+    return model.num_layers - 1
+
+
+def freeze(model: XMixupModel, embeddings: bool, layers: int) -> None:
+    """Fix the word embeddings and/or the embedding block plus the lowest `layers` layers.
+
+    Frozen layers run under `torch.no_grad()` (XMixupModel.frozen_layers): same outputs, no
+    autograd graph. Raises UserError naming the flag when `layers` is out of range.
+    """
+    limit = max_frozen_layers(model)
+    if not 0 <= layers <= limit:
+        raise UserError(
+            f"--freeze-layers {layers} is out of range for this model",
+            f"use 0..{limit}: the layers below the mixup layer {model.config.mixup_layer}"
+            if model.config.method == "xmixup"
+            else f"use 0..{limit}",
+        )
+    if embeddings:
+        # Freezing the shared vocabulary also keeps it aligned across languages.
+        model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
+    model.frozen_layers = layers
+    if layers:
+        model.encoder.embeddings.requires_grad_(False)
+        for layer in model.layers[:layers]:
+            layer.requires_grad_(False)
