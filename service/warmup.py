@@ -9,9 +9,9 @@ import time
 import numpy as np
 
 from service.batcher import RowResult
-from service.engine import Row
 from service.registry import ModelRuntime
 from service.settings import Settings
+from xmixup.core.rows import Row
 from xmixup.errors import UserError
 
 logger = logging.getLogger("service.lifecycle")
