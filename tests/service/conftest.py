@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+ADMIN_KEY = "test-admin-key"
 LABELS = {
     "classify": ["negative", "neutral", "positive"],
     "tag": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"],
@@ -171,6 +172,7 @@ def server(start_server: Any) -> Server:
             "XMIXUP_MAX_BODY_BYTES": "65536",
             "XMIXUP_MAX_TEXT_CHARS": "4000",
             "XMIXUP_MAX_WAIT_MS": "5",
+            "XMIXUP_ADMIN_KEY": ADMIN_KEY,  # the admin route is on (schemathesis calls it)
         }
     )
 
