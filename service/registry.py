@@ -82,7 +82,14 @@ def scan(models_dir: Path) -> tuple[dict[str, Path], dict[str, str]]:
         return {models_dir.resolve().name: models_dir}, {}
     found: dict[str, Path] = {}
     problems: dict[str, str] = {}
-    for sub in sorted(p for p in models_dir.iterdir() if p.is_dir()):
+    try:
+        subdirs = sorted(p for p in models_dir.iterdir() if p.is_dir())
+    except OSError as exc:  # e.g. a mounted volume the server's user may not read
+        raise UserError(
+            f"--models {models_dir}: cannot be read ({exc.strerror or exc})",
+            "make it readable by the server's user (the images run as uid 10001)",
+        ) from exc
+    for sub in subdirs:
         if sub.name.startswith("."):
             continue
         if (sub / MANIFEST_NAME).is_file():

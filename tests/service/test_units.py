@@ -191,3 +191,18 @@ def test_service_and_training_read_tagged_words_on_the_same_tokens(
     first = [-1, 0, -1, 1, -1, 2]  # <s> ▁ 北京 ▁ the ▁ ...: "first" reads the bare pieces
     content = [-1, -1, 0, -1, 1, -1]
     assert plan.word_index[:6] == (first if rule == "first" else content)
+
+
+def test_unreadable_models_dir_is_a_user_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.registry import scan
+    from xmixup.errors import UserError
+
+    def refuse(self: Path) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    (tmp_path / "models").mkdir()
+    monkeypatch.setattr(Path, "iterdir", refuse)  # root ignores chmod, so refuse by hand
+    with pytest.raises(UserError, match=r"models.*cannot be read \(Permission denied\)"):
+        scan(tmp_path / "models")
