@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -69,10 +69,6 @@ class _Item:
     future: asyncio.Future[RowResult]
     enqueued: float
     deadline: float
-    cost: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.cost = self.row.cost
 
 
 class Batcher:
