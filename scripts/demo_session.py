@@ -26,6 +26,7 @@ class Demo:
     host: str
     port: int
     threads: int | None
+    freeze: bool = True  # DEMO_FREEZE: train only the layers from the mixup layer up
     stage_no: int = 0
     n_stages: int = 0
     child: subprocess.Popen[bytes] | None = None

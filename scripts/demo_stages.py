@@ -61,6 +61,21 @@ def stage_data(demo: Demo) -> dict[str, str]:
     return digests
 
 
+def frozen_layers(demo: Demo, plan: TaskPlan, backbone: Path) -> int:
+    """Every layer below the task's mixup layer, unless DEMO_FREEZE=0: both X-Mixup streams are
+    the plain encoder there, so the demo trains only the mix and the layers above it (a step
+    costs ~0.7x), which its few hundred steps cannot move much anyway."""
+    from training.config import default_mixup_layer  # after demo.py put the repo on sys.path
+
+    if not demo.freeze:
+        return 0
+    try:
+        n_layers = int(json.loads((backbone / "config.json").read_text())["num_hidden_layers"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise DemoError(f"{rel(backbone / 'config.json')}: no num_hidden_layers ({exc})") from None
+    return default_mixup_layer(plan.task, n_layers) - 1
+
+
 def stage_train(
     demo: Demo, plan: TaskPlan, backbone: Path, backbone_id: str, digests: dict[str, str]
 ) -> tuple[Path, str, float]:
@@ -86,6 +101,9 @@ def stage_train(
         plan.lr,
         *COMMON_TRAIN,
     ]
+    frozen = frozen_layers(demo, plan, backbone)
+    if frozen:
+        args += ["--freeze-layers", str(frozen)]
     # Thread counts change speed, not the model: they are not part of the stage's key.
     key = stage_key(
         stage="train", args=args, backbone=backbone_id, data=digests[f"{plan.data}/train"]
