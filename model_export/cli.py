@@ -28,6 +28,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="fp32",
         help="fp32 (default), fp16 (for CUDA serving) or int8 (dynamic quantisation, CPU)",
     )
+    export.add_argument(
+        "--embeddings",
+        choices=["fp32", "int8"],
+        default="fp32",
+        help="the word-embedding table: fp32, or int8 with one scale per row (a quarter of "
+        "the bytes; not with --precision fp16)",
+    )
+    export.add_argument(
+        "--vocab-scripts",
+        default=None,
+        metavar="LATIN,CYRILLIC,...",
+        help="keep only the pieces written in these scripts (Unicode names; pieces without "
+        "letters and special tokens are always kept); other text is segmented into kept "
+        "pieces or read as <unk>",
+    )
+    export.add_argument(
+        "--vocab-corpus",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also keep every piece this JSONL or text file uses (repeatable)",
+    )
     export.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
     export.add_argument(
         "--verify-data",
@@ -72,8 +94,17 @@ def _run_export(args: argparse.Namespace) -> int:
         name=args.name,
         optimize=not args.no_optimize,
         force=args.force,
+        embeddings=args.embeddings,
+        vocab_scripts=[s.strip() for s in (args.vocab_scripts or "").split(",") if s.strip()],
+        vocab_corpus=args.vocab_corpus,
     )
-    print(f"wrote bundle {args.out} ({manifest.task}, {manifest.precision})")
+    vocab = manifest.vocabulary
+    size = sum(entry.size for entry in manifest.files.values())
+    print(
+        f"wrote bundle {args.out} ({manifest.task}, {manifest.precision}, "
+        f"{vocab.embedding_precision if vocab else 'fp32'} embeddings, "
+        f"{vocab.size if vocab else '?'} pieces, {size / 1e6:.1f} MB)"
+    )
     return 0
 
 

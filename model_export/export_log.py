@@ -66,6 +66,9 @@ class ExportLog:
     quantize: QuantizeReport | None = None
     seconds: float = 0.0
     source_stream: dict[str, Any] = field(default_factory=dict)
+    vocabulary: dict[str, Any] | None = None  # the trimming plan (model_export.vocab_trim)
+    embeddings: dict[str, Any] | None = None  # int8 embedding rows (model_export.compact)
+    dedupe: dict[str, int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -82,6 +85,9 @@ class ExportLog:
             out["fp32_parity"] = self.fp32_parity.as_dict()
         if self.quantize is not None:
             out["quantize"] = self.quantize.as_dict()
+        for name in ("vocabulary", "embeddings", "dedupe"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         out["seconds"] = self.seconds
         out["source_stream"] = self.source_stream
         return out

@@ -11,7 +11,7 @@ from service.errors import ServiceError
 from service.metrics import Metrics
 from service.settings import Settings
 from xmixup.core.bundle import Bundle, load_bundle
-from xmixup.core.featurize import TextEncoder
+from xmixup.core.featurize import TextEncoder, TokenizerCache
 from xmixup.core.manifest import MANIFEST_NAME, Manifest
 from xmixup.core.runner import Runner
 from xmixup.errors import UserError
@@ -79,11 +79,16 @@ class Registry:
         if settings.models_dir is None:
             raise UserError("no models to serve", "pass --models DIR or set XMIXUP_MODELS_DIR")
         models: dict[str, ModelRuntime] = {}
+        tokenizers = TokenizerCache()  # models of one backbone share one tokenizer
         for name, path in discover(settings.models_dir).items():
             bundle = load_bundle(path)  # verifies checksums; a BundleError names the file
             m = bundle.manifest
             encoder = TextEncoder.from_file(
-                bundle.tokenizer_path, m.max_length, m.doc_stride, m.max_query_length
+                bundle.tokenizer_path,
+                m.max_length,
+                m.doc_stride,
+                m.max_query_length,
+                cache=tokenizers,
             )
             engine = Runner.for_bundle(
                 bundle, settings.device, settings.intra_op_threads, spin=settings.ort_spin

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 onnx = pytest.importorskip("onnx")
 
-from model_export import onnx_export, trace  # noqa: E402
+from model_export import onnx_export, trace, verifier  # noqa: E402
 from model_export.optimize import count_ops  # noqa: E402
 from model_export.parity import AtolError, generated_cases  # noqa: E402
 from tests.tiny import make_tiny_checkpoint  # noqa: E402
@@ -234,7 +234,7 @@ def test_fp16_export_reports_agreement(checkpoints: dict[str, Path], tmp_path: P
 def test_parity_failure_names_the_output_and_writes_nothing(
     checkpoints: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_runner = onnx_export.ort_runner
+    real_runner = verifier.ort_runner
 
     def skewed(path: Path, outputs: Any, **kw: Any) -> Any:
         run = real_runner(path, outputs, **kw)
@@ -246,7 +246,7 @@ def test_parity_failure_names_the_output_and_writes_nothing(
 
         return wrapped
 
-    monkeypatch.setattr(onnx_export, "ort_runner", skewed)
+    monkeypatch.setattr(verifier, "ort_runner", skewed)
     with pytest.raises(AtolError) as info:
         onnx_export.export_bundle(checkpoints["tag"], tmp_path / "bad")
     assert info.value.output == "logits"
