@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -38,6 +37,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from bench.hostinfo import host_info, merge_results  # noqa: E402
 
 SENTENCES = [
     (
@@ -308,12 +309,23 @@ def main(argv: list[str] | None = None) -> int:
         "batch-of-1 ",
     )
     best = max(p["items_per_s"] for p in service)
-    at32 = {p["clients"]: p["items_per_s"] for p in service}.get(32)
+    by_clients = {p["clients"]: p["items_per_s"] for p in service}
+    at32 = by_clients.get(32)
     nb32 = {p["clients"]: p["items_per_s"] for p in nobatch}.get(32)
+    lone, most = by_clients.get(1), by_clients[max(levels)]
     result: dict[str, Any] = {
         "service_vs_ort": best / ort["items_per_s"],
         "batching_speedup_32": (at32 / nb32) if at32 and nb32 else None,
-        "goals": {"service_vs_ort": 0.85, "batching_speedup_32": 4.0},
+        # a lone client against bare onnxruntime at batch 1: what the service adds per request
+        "one_client_vs_ort_batch1": (lone / ort1["items_per_s"]) if lone else None,
+        # the most clients against bare onnxruntime at --max-batch-size
+        "saturation_vs_ort": most / ort["items_per_s"],
+        "goals": {
+            "service_vs_ort": 0.85,
+            "batching_speedup_32": 4.0,
+            "one_client_vs_ort_batch1": 0.9,
+            "saturation_vs_ort": 0.95,
+        },
         "ort_batching_ceiling": ort["items_per_s"] / ort1["items_per_s"],
         "ort": ort,
         "ort_batch1": ort1,
@@ -327,18 +339,17 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": duration,
         "quick": args.quick,
         "device": args.device,
-        "host": {
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            # other work on the host distorts every figure; recorded so a reader can tell
-            "loadavg_1m_at_end": os.getloadavg()[0],
-        },
+        # other work on the host distorts every figure; its load average is recorded in it
+        "host": host_info(),
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    merge_results(out, result)  # keeps other benches' keys (bench/startup.py: "startup")
     plot(result, out.with_suffix(".png"))
+    say(
+        f"1 client / ort batch 1 = {result['one_client_vs_ort_batch1'] or float('nan'):.2f} "
+        f"(goal ≥ 0.9); {max(levels)} clients / ort = {result['saturation_vs_ort']:.2f} "
+        "(goal ≥ 0.95)"
+    )
     say(
         f"service/ort = {result['service_vs_ort']:.2f} (goal ≥ 0.85); batching speedup @32 = "
         f"{result['batching_speedup_32'] or float('nan'):.2f} (goal ≥ 4; onnxruntime's own "
