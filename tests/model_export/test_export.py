@@ -297,6 +297,9 @@ def test_cli_export_with_verify_data_then_verify_bundle(
     assert main([*argv, "--verify-data", str(data), "--name", "nli-de"]) == 0
     manifest = load_bundle(out).manifest
     assert manifest.name == "nli-de"
+    # the CLI's default is the small CPU bundle: int8 MatMuls and int8 embedding rows
+    assert manifest.precision == "int8" and manifest.vocabulary is not None
+    assert manifest.vocabulary.embedding_precision == "int8"
     assert manifest.export["verify_data"]["batches"] == 1
     assert any(case.startswith("verify.jsonl") for case in manifest.parity["fp32"]["cases"])
 
