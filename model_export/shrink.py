@@ -13,7 +13,6 @@ Runs on the graph `convert_precision` chose. Each part is checked where it can b
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -137,9 +136,9 @@ def _trim(
 
 def _lossy_report(graph: Path, verifier: Verifier, remap: IdRemap | None) -> Any:
     """The shipped graph against PyTorch on the same (remapped) cases."""
-    run = ort_runner(graph, verifier.outputs, inputs=verifier.inputs)
     if remap is None:
         return verifier.report(graph)
+    run = ort_runner(graph, verifier.outputs, inputs=verifier.inputs)
     cases = [(name, remap.old_side(feeds)) for name, feeds in verifier.cases]
     return run_parity(
         verifier.task,
@@ -160,7 +159,3 @@ def _tokenizer_size(path: Path) -> int:
     from tokenizers import Tokenizer
 
     return int(Tokenizer.from_file(str(path)).get_vocab_size())
-
-
-def copy_tokenizer(shrunk: Shrunk, dst: Path) -> None:
-    shutil.copyfile(shrunk.tokenizer, dst)
