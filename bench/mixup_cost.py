@@ -107,20 +107,21 @@ def timed(runners: dict[str, Any], inputs: dict[str, np.ndarray], reps: int) -> 
 
 def op_profile(path: Path, inputs: dict[str, np.ndarray], threads: int) -> dict[str, float]:
     """Share of the graph's kernel time by operator type (onnxruntime's profiler)."""
-    import onnxruntime as ort
-
     from xmixup.core.bundle import read_manifest
+    from xmixup.core.runner import Runner
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.enable_profiling = True
+    manifest = read_manifest(path)
     with tempfile.TemporaryDirectory() as tmp:
-        options.profile_file_prefix = str(Path(tmp) / "profile")
-        session = ort.InferenceSession(str(path / "model.onnx"), options)
-        names = read_manifest(path).inputs
+        runner = Runner(
+            path / "model.onnx",
+            manifest.inputs,
+            manifest.outputs,
+            intra_op_threads=threads,
+            profile_prefix=str(Path(tmp) / "profile"),
+        )
         for _ in range(3):
-            session.run(None, {k: inputs[k] for k in names})
-        events = json.loads(Path(session.end_profiling()).read_text())
+            runner.run(inputs)
+        events = json.loads(Path(runner.session.end_profiling()).read_text())
     by_op: dict[str, float] = defaultdict(float)
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from model_export.onnx_export import export_bundle
-from model_export.vocab_trim import plan_vocab, write_trimmed_tokenizer
+from model_export.vocab_trim import piece_rates, plan_vocab, write_trimmed_tokenizer
 from tests.tiny import make_tiny_checkpoint
 from xmixup.core.bundle import load_bundle
 from xmixup.core.runner import Runner
@@ -104,6 +104,12 @@ def test_token_outside_the_trimmed_vocabulary_reads_as_unk(bundles: Path, tmp_pa
     latin = Tokenizer.from_file(str(tmp_path / "t.json"))
     assert latin.encode(SAMPLE[0][0]).tokens == full.encode(SAMPLE[0][0]).tokens
     assert latin.token_to_id("<unk>") in latin.encode(SAMPLE[3][0]).ids
+    # the rates the bench reports: none for German, some for Chinese under a Latin vocabulary
+    source = bundles.parent / "ckpt-tag" / "checkpoint" / "tokenizer.json"
+    german = piece_rates(source, plan, [SAMPLE[0][0]]).as_dict()
+    chinese = piece_rates(source, plan, [SAMPLE[3][0]]).as_dict()
+    assert german["dropped_piece_rate"] == german["unk_rate"] == 0 and german["tokens"] > 0
+    assert chinese["dropped_piece_rate"] > 0 and chinese["unk_rate"] > 0
 
 
 def _answers(bundles: Path) -> dict[str, Any]:
