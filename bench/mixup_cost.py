@@ -47,6 +47,7 @@ def say(message: str) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default=None, help="classify checkpoint (default: fresh)")
+    p.add_argument("--paired-bundle", default=None, help="fp32 bundle of --checkpoint (reused)")
     p.add_argument("--tag-bundle", default=None, help="tag bundle on the same backbone")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--length", type=int, default=128)
@@ -142,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         checkpoint = Path(args.checkpoint) if args.checkpoint else fresh_checkpoint(work)
         model = XMixupModel.from_pretrained(checkpoint).eval()
-        paired = work / "paired"
-        export_bundle(checkpoint, paired)
+        paired = Path(args.paired_bundle) if args.paired_bundle else work / "paired"
+        if not args.paired_bundle:
+            export_bundle(checkpoint, paired)
         bare = bare_encoder_graph(model, work / "bare.onnx")
         inputs = feeds(int(model.encoder.config.vocab_size), args.batch, args.length)
         bare_in = ("target_input_ids", "target_attention_mask")

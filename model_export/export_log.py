@@ -85,9 +85,9 @@ class ExportLog:
             out["fp32_parity"] = self.fp32_parity.as_dict()
         if self.quantize is not None:
             out["quantize"] = self.quantize.as_dict()
-        for name in ("vocabulary", "embeddings", "dedupe"):
-            if getattr(self, name) is not None:
-                out[name] = getattr(self, name)
         out["seconds"] = self.seconds
         out["source_stream"] = self.source_stream
+        for name in ("vocabulary", "embeddings", "dedupe"):  # the size step's records
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         return out

@@ -154,6 +154,7 @@ def test_manifest_export_is_the_typed_log_with_its_historical_keys(fp32_bundles:
         "fp32_parity",
         "seconds",
         "source_stream",
+        "dedupe",  # the size step: one copy of each repeated initializer
     ]
     assert export == json.loads(json.dumps(result.log.as_dict()))
     assert (export["exporter"], export["opset"], export["external_data"]) == ("legacy", 18, False)
