@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,7 +49,7 @@ def say(message: str) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", action="append", required=True, metavar="NAME=DIR[@REPO]")
-    p.add_argument("--repeat", type=int, default=2, help="runs per config, alternating")
+    p.add_argument("--repeat", type=int, default=3, help="runs per config, alternating")
     p.add_argument("--requests", type=int, default=20, help="requests per model before RSS")
     p.add_argument("--out", default=str(REPO / "results" / "serve.json"))
     return p.parse_args(argv)
@@ -174,10 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                 "models": bundle_facts(configs[name][0]),
                 "code": "this checkout" if configs[name][1] == REPO else "another checkout",
                 "runs": runs[name],
-                "ready_s_median": sorted(x["ready_s"] for x in runs[name])[len(runs[name]) // 2],
-                "rss_mb_median": sorted(x["rss_mb_after_requests"] for x in runs[name])[
-                    len(runs[name]) // 2
-                ],
+                "ready_s_median": statistics.median(x["ready_s"] for x in runs[name]),
+                "rss_mb_median": statistics.median(x["rss_mb_after_requests"] for x in runs[name]),
             }
             for name in configs
         }
@@ -187,15 +186,15 @@ def main(argv: list[str] | None = None) -> int:
         "session_open_s": sessions,
         "host": host_info(),
     }
-    names = list(result)
-    if len(names) >= 2:
-        a, b = result[names[0]], result[names[1]]
-        startup["ratios"] = {
-            f"ready_s_{names[1]}_vs_{names[0]}": round(
-                b["ready_s_median"] / a["ready_s_median"], 3
-            ),
-            f"rss_{names[1]}_vs_{names[0]}": round(b["rss_mb_median"] / a["rss_mb_median"], 3),
+    first, *others = list(result)
+    base = result[first]
+    startup["ratios"] = {  # every config against the first
+        f"{name}_vs_{first}": {
+            "ready_s": round(result[name]["ready_s_median"] / base["ready_s_median"], 3),
+            "rss": round(result[name]["rss_mb_median"] / base["rss_mb_median"], 3),
         }
+        for name in others
+    }
     merge_results(Path(args.out), {"startup": startup})
     say(f"wrote {args.out}: {startup.get('ratios')}")
     return 0

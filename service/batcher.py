@@ -13,7 +13,9 @@ the model's queue and await one future per row. The worker:
 4. runs each batch in a dedicated thread (never on the event loop) and resolves the futures.
 
 Each row's outputs are sliced back to its own length, and every row is masked, so a result
-does not depend on its batch-mates (padding invariance; tested end to end).
+does not depend on its batch-mates (padding invariance; tested end to end) — exactly for fp32
+graphs; an int8 graph quantises its activations with one scale per batch, so its scores move
+slightly (within its parity figures) with what it is batched with.
 A watchdog view (``healthy``) turns false while a batch hangs past ``watchdog_timeout_s`` or
 after ``max_consecutive_failures`` failed batches in a row; /readyz reports it.
 """
