@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import math
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -38,6 +36,8 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from bench.hostinfo import cpu_flags, cpu_model  # noqa: E402
 
 
 def say(message: str) -> None:
@@ -243,7 +243,8 @@ def setup_info(args: argparse.Namespace, lengths: list[int], reps: int) -> dict[
         "threads": args.threads,
         "reps": reps,
         "quick": args.quick,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
         "cpus": os.cpu_count(),
         # the machine is shared: a high load average means noisy absolute numbers
         "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
@@ -302,8 +303,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_results(out: Path, results: dict[str, Any]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    from bench.hostinfo import merge_results
+
+    merge_results(out, results)  # bundle_size.py / mixup_cost.py keys of the file are kept
     print(f"ort_vs_torch {results['ort_vs_torch']:.3f}")
     print(f"int8_vs_fp32 {results['int8_vs_fp32']:.3f}")
     print(f"int8_metric_delta {results['int8_metric_delta']:.3f}")

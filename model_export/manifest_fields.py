@@ -25,6 +25,7 @@ def manifest_fields(
     outputs: Sequence[str],
     parity: dict[str, Any],
     export: dict[str, Any],
+    vocabulary: dict[str, Any],
 ) -> dict[str, Any]:
     """The fields `write_manifest` takes (it adds files, checksums, version and date)."""
     config = model.config
@@ -46,6 +47,7 @@ def manifest_fields(
         "parity": parity,
         "metrics": checkpoint_metrics(checkpoint),
         "export": export,
+        "vocabulary": vocabulary,
     }
     if config.task == "tag":
         fields["word_token"] = config.word_token

@@ -104,6 +104,15 @@ def _summary(fields: Mapping[str, Any], layers: int | None) -> list[str]:
         ("max length", f"{fields.get('max_length')} tokens"),
         ("precision", f"{fields.get('precision')} (ONNX opset {fields.get('opset')})"),
     ]
+    vocab = fields.get("vocabulary")
+    if vocab:
+        kept = (
+            f"{vocab['size']} of {vocab['source_size']} pieces"
+            + (f" (scripts {', '.join(vocab['scripts'])})" if vocab.get("scripts") else "")
+            if vocab["size"] < vocab["source_size"]
+            else f"all {vocab['size']} pieces"
+        )
+        rows.append(("vocabulary", f"{kept}; {vocab['embedding_precision']} embedding rows"))
     if fields.get("tag_scheme"):
         rows.append(("tag scheme", f"{fields['tag_scheme']} (entities decoded)"))
     return ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
@@ -209,6 +218,7 @@ def _use(fields: Mapping[str, Any]) -> list[str]:
         fallback,
         f"- Inputs longer than {fields.get('max_length')} tokens are truncated "
         "(`truncated: true`) or refused with truncation off.",
+        *_trimmed(fields),
         "- Languages not seen in training rely on the backbone's multilingual pre-training; "
         "expect lower scores there (see the table above).",
         "- Scores are the model's probabilities, not calibrated confidences; review its output "
@@ -254,6 +264,16 @@ def render_model_card(
         "",
     ]
     return "\n".join(parts)
+
+
+def _trimmed(fields: Mapping[str, Any]) -> list[str]:
+    vocab = fields.get("vocabulary") or {}
+    if not vocab or vocab["size"] >= vocab["source_size"]:
+        return []
+    return [
+        "- The vocabulary was trimmed at export to the pieces the listed scripts/corpus need: "
+        "text in other scripts reads as `<unk>` pieces and scores much lower."
+    ]
 
 
 def write_model_card(

@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from model_export.export_log import (
     ExportLog,
     FusionAttempt,
@@ -37,16 +35,11 @@ from model_export.export_log import (
 from model_export.manifest_fields import manifest_fields, source_stream_work
 from model_export.model_card import write_model_card
 from model_export.options import ExportOptions
-from model_export.parity import (
-    FP32_ATOL,
-    Feeds,
-    ParityReport,
-    check_fp32,
-    generated_cases,
-    run_parity,
-)
+from model_export.parity import FP32_ATOL, Feeds, ParityReport, check_fp32, generated_cases
 from model_export.quantize import QuantizeOptions
-from model_export.trace import DEFAULT_OPSET, export_onnx, graph_inputs, torch_runner
+from model_export.shrink import Shrunk, shrink
+from model_export.trace import DEFAULT_OPSET, export_onnx, graph_inputs
+from model_export.verifier import LoadedModel, Verifier
 from model_export.verify_data import real_cases
 from xmixup.core import bundle as bundle_mod
 from xmixup.core.manifest import MODEL_NAME, TOKENIZER_NAME, Manifest
@@ -55,7 +48,7 @@ from xmixup.core.special_tokens import read_special_tokens
 from xmixup.core.vocab import graph_outputs
 
 if TYPE_CHECKING:
-    from training.modeling import XMixupModel
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -68,56 +61,6 @@ class ExportResult:
     path: Path
     manifest: Manifest
     log: ExportLog
-
-
-@dataclass
-class LoadedModel:
-    """The checkpoint's model and what the steps need to know about its graph."""
-
-    model: XMixupModel
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    external: bool  # weights too large for one protobuf: model.onnx.data
-
-    @property
-    def encoder_config(self) -> Any:
-        return self.model.encoder.config
-
-
-# ----------------------------------------------------------------------------- runners
-def ort_runner(
-    path: Path, outputs: Sequence[str], *, inputs: Sequence[str], threads: int | None = None
-) -> Any:
-    return Runner(path, inputs, outputs, intra_op_threads=threads).run
-
-
-class Verifier:
-    """Every graph variant against PyTorch on the same cases (generated + `--verify-data`);
-    each case's PyTorch reference is computed once for all variants."""
-
-    def __init__(self, loaded: LoadedModel, cases: list[tuple[str, Feeds]]) -> None:
-        self.task = loaded.model.config.task
-        self.max_answer_length = loaded.model.config.max_answer_length
-        self.inputs = loaded.inputs
-        self.outputs = loaded.outputs
-        self.cases = cases
-        self._reference = torch_runner(loaded.model, loaded.inputs, loaded.outputs)
-        self._cached: dict[int, dict[str, np.ndarray]] = {}
-
-    def _torch(self, feeds: Feeds) -> dict[str, np.ndarray]:
-        key = id(feeds)
-        if key not in self._cached:
-            self._cached[key] = self._reference(feeds)
-        return self._cached[key]
-
-    def report(self, path: Path) -> ParityReport:
-        return run_parity(
-            self.task,
-            self.cases,
-            self._torch,
-            ort_runner(path, self.outputs, inputs=self.inputs),
-            max_answer_length=self.max_answer_length,
-        )
 
 
 # ----------------------------------------------------------------------------- steps
@@ -168,15 +111,22 @@ def verify_fp32(raw: Path, verifier: Verifier, log: ExportLog) -> ParityReport:
 
 
 def optimise(
-    raw: Path, work: Path, loaded: LoadedModel, verifier: Verifier, log: ExportLog
+    raw: Path,
+    work: Path,
+    loaded: LoadedModel,
+    verifier: Verifier,
+    log: ExportLog,
+    *,
+    plain_embeddings: bool = False,
 ) -> tuple[Path, ParityReport] | None:
-    """The fused graph and its parity, or None when every fusion attempt breaks parity."""
+    """The fused graph and its parity, or None when every fusion attempt breaks parity.
+    ``plain_embeddings``: never fuse the embedding lookups (int8 embeddings rewrite them)."""
     from model_export.optimize import optimize_graph
 
     enc_cfg = loaded.encoder_config
     fused = work / "fused.onnx"
     record = log.optimize = OptimizeRecord()
-    for embed_ln in (True, False):
+    for embed_ln in (False,) if plain_embeddings else (True, False):
         opt = optimize_graph(
             raw,
             fused,
@@ -241,7 +191,7 @@ def convert_precision(
 
 
 def write_bundle(
-    final: Path,
+    shrunk: Shrunk,
     stage: Path,
     loaded: LoadedModel,
     options: ExportOptions,
@@ -251,8 +201,8 @@ def write_bundle(
     """model.onnx, tokenizer.json, README.md (the model card) and manifest.json into `stage`,
     then load it as served."""
     stage.mkdir()
-    _save_final(final, stage / MODEL_NAME, loaded.external)
-    shutil.copyfile(options.checkpoint / "tokenizer.json", stage / TOKENIZER_NAME)
+    _save_final(shrunk.graph, stage / MODEL_NAME, loaded.external)
+    shutil.copyfile(shrunk.tokenizer, stage / TOKENIZER_NAME)
     fields = manifest_fields(
         loaded.model,
         options.checkpoint,
@@ -263,6 +213,7 @@ def write_bundle(
         outputs=loaded.outputs,
         parity=parity,
         export=log.as_dict(),
+        vocabulary=shrunk.vocabulary,
     )
     # Before the manifest: the card is checksummed with the other files.
     write_model_card(
@@ -304,6 +255,9 @@ def export_bundle_result(
     force: bool = False,
     quantize_options: QuantizeOptions | None = None,
     data_license: str | None = None,
+    embeddings: str = "fp32",
+    vocab_scripts: Sequence[str] = (),
+    vocab_corpus: Sequence[str | Path] = (),
 ) -> ExportResult:
     import torch
 
@@ -318,6 +272,9 @@ def export_bundle_result(
         force=force,
         quantize=quantize_options or QuantizeOptions(),
         data_license=data_license,
+        embeddings=embeddings,
+        vocab_scripts=tuple(vocab_scripts),
+        vocab_corpus=tuple(Path(p) for p in vocab_corpus),
     )
     options.check()
     t_start = time.perf_counter()
@@ -334,7 +291,12 @@ def export_bundle_result(
         raw = trace(loaded, work, options.opset)
         verifier = Verifier(loaded, parity_cases(loaded, options, log))
         chosen, report = raw, verify_fp32(raw, verifier, log)
-        fused = optimise(raw, work, loaded, verifier, log) if options.optimize else None
+        plain = options.embeddings == "int8"
+        fused = (
+            optimise(raw, work, loaded, verifier, log, plain_embeddings=plain)
+            if options.optimize
+            else None
+        )
         if fused is not None:
             chosen, report = fused
         log.fp32_parity = report
@@ -342,9 +304,12 @@ def export_bundle_result(
         parity: dict[str, Any] = {"fp32": report.as_dict(), "atol": FP32_ATOL}
         if lossy is not None:
             parity[options.precision] = lossy
+        shrunk = shrink(final, work, loaded, options, verifier, log)
+        if shrunk.parity is not None:  # the shipped graph, when it differs from `final`
+            parity["bundle"] = shrunk.parity
         log.seconds = round(time.perf_counter() - t_start, 1)
         log.source_stream = source_stream_work(loaded.model)
-        write_bundle(final, work / "bundle", loaded, options, parity, log)
+        write_bundle(shrunk, work / "bundle", loaded, options, parity, log)
         publish(work / "bundle", options.out)
     manifest = bundle_mod.read_manifest(options.out)
     logger.info("bundle %s written in %.1fs", options.out, time.perf_counter() - t_start)

@@ -10,6 +10,7 @@ from model_export.trace import DEFAULT_OPSET
 from xmixup.errors import UserError
 
 PRECISIONS = ("fp32", "fp16", "int8")
+EMBEDDINGS = ("fp32", "int8")
 
 
 @dataclass
@@ -26,10 +27,23 @@ class ExportOptions:
     force: bool = False
     quantize: QuantizeOptions = field(default_factory=QuantizeOptions)
     data_license: str | None = None  # the model card's training-data licence, when given
+    embeddings: str = "fp32"  # int8: the word-embedding table as int8 rows (model_export.compact)
+    vocab_scripts: tuple[str, ...] = ()  # keep only these scripts' pieces (model_export.vocab_trim)
+    vocab_corpus: tuple[Path, ...] = ()  # ... and the pieces these files use
 
     def check(self) -> None:
         if self.precision not in PRECISIONS:
             raise UserError(f"unknown precision {self.precision!r}", "use fp32, fp16 or int8")
+        if self.embeddings not in EMBEDDINGS:
+            raise UserError(f"unknown embeddings {self.embeddings!r}", "use fp32 or int8")
+        if self.embeddings == "int8" and self.precision == "fp16":
+            raise UserError(
+                "--embeddings int8 with --precision fp16",
+                "fp16 graphs keep fp16 embeddings; use int8 embeddings with fp32 or int8",
+            )
+        for corpus in self.vocab_corpus:
+            if not corpus.is_file():
+                raise UserError(f"--vocab-corpus {corpus} does not exist", "pass a JSONL/text file")
         if not 14 <= self.opset <= 23:
             raise UserError(
                 f"--opset {self.opset} is not supported", "use an opset between 14 and 23"

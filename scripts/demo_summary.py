@@ -24,6 +24,7 @@ def summary_entry(
     """One task's line of summary.json from its bundle and evaluation result."""
     return {
         "bundle": repo_path(bundle),
+        **bundle_facts(bundle),
         "metric": res["metric"],
         "value": float(res["avg"]),
         "per_lang": res.get("per_lang", {}),
@@ -33,6 +34,20 @@ def summary_entry(
         "train_seconds": round(train_s, 1),
         "export_seconds": round(export_s, 1),
         "data": f"examples/data/{plan.data}",
+    }
+
+
+def bundle_facts(bundle: Path) -> dict[str, Any]:
+    """Size and precision of a built bundle (what the summary prints beside its metric)."""
+    path = bundle / "manifest.json"
+    if not path.is_file():
+        return {"bundle_bytes": None, "precision": None, "embedding_precision": None}
+    manifest = json.loads(path.read_text())
+    vocabulary = manifest.get("vocabulary") or {}
+    return {
+        "bundle_bytes": sum(int(f["size"]) for f in manifest["files"].values()),
+        "precision": manifest["precision"],
+        "embedding_precision": vocabulary.get("embedding_precision", "fp32"),
     }
 
 
@@ -48,6 +63,7 @@ def print_summary(path: Path, summary: dict[str, Any], built_s: float) -> None:
     for task, s in summary.items():
         say(
             f"  {task:<9} {s['metric']:<9} {s['value']:6.1f}   bundle {rel(ROOT / s['bundle'])}"
-            f"   (train+export {fmt_s(s['seconds'])})"
+            f" ({(s['bundle_bytes'] or 0) / 1e6:.0f} MB, {s['precision']}, "
+            f"{s['embedding_precision']} embeddings)   (train+export {fmt_s(s['seconds'])})"
         )
     say()

@@ -3,7 +3,9 @@
 Requests put *rows* (one target/source sequence pair each; a long QA context gives several) on
 the model's queue and await one future per row. The worker:
 
-1. waits until ``max_batch_size`` rows are pending or the oldest has waited ``max_wait_ms``;
+1. runs at once when requests arrive further apart than ``max_wait_ms`` (a lone client pays no
+   wait: nothing else would join its batch), else waits until ``max_batch_size`` rows are
+   pending or the oldest has waited ``max_wait_ms`` (see :class:`ArrivalRate`);
 2. takes a window of the oldest rows (up to 4 batches' worth), drops rows whose request has
    gone (deadline passed or client cancelled) — dropped work never reaches the model;
 3. sorts the window by length and cuts it into batches bounded by ``max_batch_size`` rows and
@@ -11,7 +13,9 @@ the model's queue and await one future per row. The worker:
 4. runs each batch in a dedicated thread (never on the event loop) and resolves the futures.
 
 Each row's outputs are sliced back to its own length, and every row is masked, so a result
-does not depend on its batch-mates (padding invariance; tested end to end).
+does not depend on its batch-mates (padding invariance; tested end to end) — exactly for fp32
+graphs; an int8 graph quantises its activations with one scale per batch, so its scores move
+slightly (within its parity figures) with what it is batched with.
 A watchdog view (``healthy``) turns false while a batch hangs past ``watchdog_timeout_s`` or
 after ``max_consecutive_failures`` failed batches in a row; /readyz reports it.
 """
@@ -19,8 +23,10 @@ after ``max_consecutive_failures`` failed batches in a row; /readyz reports it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
+import statistics
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -71,6 +77,35 @@ class _Item:
     deadline: float
 
 
+class ArrivalRate:
+    """Recent gaps between requests: whether another request is due within the fill wait.
+
+    A fixed fill wait taxes every lone request for a batch-mate that never comes; waiting pays
+    only when requests arrive closer together than the wait. The estimate is the lower median
+    of the gaps between the last ``window`` arrivals within ``horizon_s``: a median, not a
+    mean, because closed-loop clients answered together come back in bursts (many short gaps,
+    one long one), and a burst is exactly what a short wait collects into one batch.
+    """
+
+    def __init__(self, horizon_s: float, window: int = 16) -> None:
+        self._times: deque[float] = deque(maxlen=window)
+        self._horizon_s = horizon_s
+
+    def note(self, now: float) -> None:
+        self._times.append(now)
+
+    def typical_gap_s(self, now: float) -> float | None:
+        """The lower median gap between recent arrivals; None with fewer than two of them."""
+        recent = [t for t in self._times if now - t <= self._horizon_s]
+        if len(recent) < 2:
+            return None
+        return statistics.median_low(b - a for a, b in itertools.pairwise(recent))
+
+    def expects_another_within(self, wait_s: float, now: float) -> bool:
+        gap = self.typical_gap_s(now)
+        return gap is not None and gap < wait_s
+
+
 class Batcher:
     def __init__(
         self, name: str, engine: Runner, pad_id: int, settings: Settings, metrics: Metrics
@@ -98,6 +133,8 @@ class Batcher:
         self.consecutive_failures = 0
         self.batch_started_at: float | None = None
         self._rows_per_s = 0.0  # smoothed throughput, for Retry-After
+        # The horizon spans many waits, so gaps as long as the wait itself can be seen.
+        self._arrivals = ArrivalRate(horizon_s=max(1.0, 10 * self.max_wait_s))
 
     # ---- state ---------------------------------------------------------------------------
     @property
@@ -133,8 +170,11 @@ class Batcher:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # ---- submission ----------------------------------------------------------------------
-    def submit(self, rows: Sequence[Row], deadline: float) -> list[asyncio.Future[RowResult]]:
-        """Queue a request's rows atomically (all or none); raises QueueFull."""
+    def submit(
+        self, rows: Sequence[Row], deadline: float, *, probe: bool = False
+    ) -> list[asyncio.Future[RowResult]]:
+        """Queue a request's rows atomically (all or none); raises QueueFull. A ``probe``
+        (warm-up, watchdog) is not a client's arrival: it does not teach the fill wait."""
         if self._stopping:
             raise Stopped()
         if len(self._pending) + len(rows) > self.max_queue:
@@ -148,6 +188,8 @@ class Batcher:
             fut: asyncio.Future[RowResult] = loop.create_future()
             self._pending.append(_Item(row, fut, now, deadline))
             futures.append(fut)
+        if not probe:
+            self._arrivals.note(now)
         self._m_depth.set(len(self._pending))
         self._wakeup.set()
         return futures
@@ -167,6 +209,11 @@ class Batcher:
                 await self._run(batch)
 
     async def _wait_to_fill(self) -> None:
+        # One event-loop turn first: requests read in the same turn as this one (a burst of
+        # clients answered together) reach the queue for free.
+        await asyncio.sleep(0)
+        if not self._arrivals.expects_another_within(self.max_wait_s, time.monotonic()):
+            return
         oldest = self._pending[0].enqueued
         while len(self._pending) < self.max_batch_size and not self._stopping:
             remaining = oldest + self.max_wait_s - time.monotonic()

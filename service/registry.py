@@ -19,7 +19,7 @@ from service.errors import ServiceError
 from service.metrics import Metrics
 from service.settings import Settings
 from xmixup.core.bundle import Bundle, bundle_version, load_bundle
-from xmixup.core.featurize import TextEncoder
+from xmixup.core.featurize import TextEncoder, TokenizerCache
 from xmixup.core.manifest import MANIFEST_NAME, Manifest
 from xmixup.core.runner import Runner
 from xmixup.errors import UserError
@@ -115,9 +115,16 @@ def discover(models_dir: Path) -> dict[str, Path]:
     return found
 
 
-def load_runtime(name: str, path: Path, settings: Settings, metrics: Metrics) -> ModelRuntime:
+def load_runtime(
+    name: str,
+    path: Path,
+    settings: Settings,
+    metrics: Metrics,
+    tokenizers: TokenizerCache | None = None,
+) -> ModelRuntime:
     """Verify a bundle (checksums; a BundleError names the file) and build its session and
-    batcher (not started). Blocking: reads and hashes GBs, so callers keep it off the loop."""
+    batcher (not started). Blocking: reads and hashes GBs, so callers keep it off the loop.
+    Models of one backbone share one tokenizer through ``tokenizers``."""
     version = bundle_version(path)
     bundle = load_bundle(path)
     if bundle_version(path) != version:
@@ -126,9 +133,7 @@ def load_runtime(name: str, path: Path, settings: Settings, metrics: Metrics) ->
             "replace bundles by renaming a complete copy into place, then reload",
         )
     m = bundle.manifest
-    encoder = TextEncoder.from_file(
-        bundle.tokenizer_path, m.max_length, m.doc_stride, m.max_query_length
-    )
+    encoder = TextEncoder.for_bundle(bundle, tokenizers)
     engine = Runner.for_bundle(
         bundle, settings.device, settings.intra_op_threads, spin=settings.ort_spin
     )
@@ -162,9 +167,15 @@ def pick_defaults(models: dict[str, ModelRuntime], settings: Settings) -> dict[s
 
 
 class Registry:
-    def __init__(self, models: dict[str, ModelRuntime], defaults: dict[str, str]) -> None:
+    def __init__(
+        self,
+        models: dict[str, ModelRuntime],
+        defaults: dict[str, str],
+        tokenizers: TokenizerCache | None = None,
+    ) -> None:
         # One tuple, replaced whole: a reader never sees new models with old defaults.
         self._state = (models, defaults)
+        self.tokenizers = tokenizers or TokenizerCache()  # reloads share it too
 
     @property
     def models(self) -> dict[str, ModelRuntime]:
@@ -182,11 +193,12 @@ class Registry:
     def load(cls, settings: Settings, metrics: Metrics) -> Registry:
         if settings.models_dir is None:
             raise UserError("no models to serve", "pass --models DIR or set XMIXUP_MODELS_DIR")
+        tokenizers = TokenizerCache()  # models of one backbone share one tokenizer
         models = {
-            name: load_runtime(name, path, settings, metrics)
+            name: load_runtime(name, path, settings, metrics, tokenizers)
             for name, path in discover(settings.models_dir).items()
         }
-        return cls(models, pick_defaults(models, settings))
+        return cls(models, pick_defaults(models, settings), tokenizers)
 
     def get(self, task: str, name: str | None) -> ModelRuntime:
         """The model for a request: by name, or the task's default. 404 when there is none."""

@@ -190,7 +190,9 @@ class Reloader:
 
     async def _load(self, name: str, path: Path) -> ModelRuntime:
         """Verify, load and warm up beside the serving version; stopped again on failure."""
-        rt = await asyncio.to_thread(load_runtime, name, path, self.settings, self.metrics)
+        rt = await asyncio.to_thread(
+            load_runtime, name, path, self.settings, self.metrics, self.registry.tokenizers
+        )
         rt.batcher.start()
         try:
             if self.settings.warmup:

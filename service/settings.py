@@ -48,7 +48,10 @@ class Settings(BaseSettings):
         default=16384, ge=1, description="Padded tokens (target + source) per batch."
     )
     max_wait_ms: float = Field(
-        default=2.0, ge=0, description="How long a batch may wait to fill once a row is queued."
+        default=2.0,
+        ge=0,
+        description="How long a batch may wait to fill once a row is queued; only while "
+        "requests arrive closer together than this (a lone request never waits).",
     )
     max_queue: int = Field(
         default=1024, ge=1, description="Rows queued per model; beyond it requests get 429."

@@ -29,7 +29,7 @@ def _warmup_row(rt: ModelRuntime) -> Row:
 
 async def probe(rt: ModelRuntime, rows: int, timeout_s: float) -> list[RowResult]:
     row = _warmup_row(rt)
-    futures = rt.batcher.submit([row] * rows, time.monotonic() + timeout_s)
+    futures = rt.batcher.submit([row] * rows, time.monotonic() + timeout_s, probe=True)
     return list(await asyncio.wait_for(asyncio.gather(*futures), timeout_s))
 
 

@@ -67,6 +67,11 @@ def test_demo_pipeline_builds_then_reuses(tiny_backbone: Path, tmp_path: Path) -
         assert bundle == out / "bundles" / task
         manifest = load_bundle(bundle).manifest  # verifies files and checksums
         assert manifest.task == task and manifest.method == "xmixup"
+        # the summary reports the bundle's size and how it was stored
+        assert entry["bundle_bytes"] == sum(f.size for f in manifest.files.values())
+        assert manifest.vocabulary is not None
+        assert entry["embedding_precision"] == manifest.vocabulary.embedding_precision
+        assert entry["precision"] == manifest.precision
         # The summary's value is the evaluation's own number.
         evaluation = json.loads((out / "eval" / f"{task}.json").read_text())
         assert evaluation["avg"] == pytest.approx(entry["value"])

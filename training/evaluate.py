@@ -122,12 +122,14 @@ class OnnxPredictor(Predictor):
 
     runtime = "onnxruntime"
 
-    def __init__(self, bundle_dir: str | Path, intra_op_threads: int | None = None) -> None:
+    def __init__(
+        self, bundle_dir: str | Path, intra_op_threads: int | None = None, device: str = "cpu"
+    ) -> None:
         from transformers import PreTrainedTokenizerFast
 
         bundle = load_bundle(bundle_dir)
         m = bundle.manifest
-        self.runner = Runner.for_bundle(bundle, "cpu", intra_op_threads)
+        self.runner = Runner.for_bundle(bundle, device, intra_op_threads)
         self.tokenizer = PreTrainedTokenizerFast(
             tokenizer_file=str(bundle.tokenizer_path), **_hf_special_tokens(bundle.special_tokens)
         )

@@ -97,10 +97,7 @@ class Predictor:
         batch_tokens: int = DEFAULT_BATCH_TOKENS,
     ) -> None:
         self.bundle: Bundle = load_bundle(bundle)  # checksums verified; BundleError names a file
-        m = self.bundle.manifest
-        self._encoder = TextEncoder.from_file(
-            self.bundle.tokenizer_path, m.max_length, m.doc_stride, m.max_query_length
-        )
+        self._encoder = TextEncoder.for_bundle(self.bundle)
         self.runner = Runner.for_bundle(self.bundle, device, threads, spin=False)
         self.truncate = truncate
         self.max_text_chars = max_text_chars

@@ -1,5 +1,6 @@
-"""Manifest format versions: 2 records the pad id and special tokens; 1 still loads, its tokens
-read from its tokenizer.json by the same rule; inconsistent manifests are refused."""
+"""Manifest format versions: 2 records the pad id and special tokens, 3 the vocabulary too;
+2 and 1 still load (1's tokens read from its tokenizer.json by the same rule); inconsistent
+manifests are refused."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tokenizers import Tokenizer
 
 from tests.core.toy_bundle import (
     make_toy_bundle,
@@ -32,8 +34,17 @@ def _v1_bundle(out: Path, **overrides: object) -> Path:
 def test_current_format_records_pad_id_and_special_tokens(tmp_path: Path) -> None:
     bundle_dir = make_toy_bundle(tmp_path / "v2")
     raw = json.loads((bundle_dir / "manifest.json").read_text())
-    assert FORMAT_VERSION == 2 and raw["format_version"] == 2
+    assert FORMAT_VERSION == 3 and raw["format_version"] == 3
     assert raw["pad_id"] == 3
+    # a writer that says nothing about the vocabulary wrote the tokenizer's whole, fp32
+    size = Tokenizer.from_file(str(bundle_dir / "tokenizer.json")).get_vocab_size()
+    assert raw["vocabulary"] == {
+        "size": size,
+        "source_size": size,
+        "embedding_precision": "fp32",
+        "scripts": [],
+        "corpus": [],
+    }
     assert raw["special_tokens"] == {
         "bos": {"token": "<s>", "id": 0},
         "eos": {"token": "</s>", "id": 2},
@@ -44,6 +55,19 @@ def test_current_format_records_pad_id_and_special_tokens(tmp_path: Path) -> Non
     bundle = load_bundle(bundle_dir)
     assert bundle.pad_id == bundle.manifest.pad_id == 3
     assert bundle.special_tokens == bundle.manifest.special_tokens
+
+
+def test_version_2_loads_and_vocabulary_belongs_to_version_3(tmp_path: Path) -> None:
+    bundle_dir = make_toy_bundle(tmp_path / "v3")
+    raw = json.loads((bundle_dir / "manifest.json").read_text())
+    v2 = {k: v for k, v in raw.items() if k != "vocabulary"} | {"format_version": 2}
+    (bundle_dir / "manifest.json").write_text(json.dumps(v2))
+    manifest = load_bundle(bundle_dir).manifest
+    assert manifest.format_version == 2 and manifest.vocabulary is None and manifest.pad_id == 3
+    for bad in ({**v2, "vocabulary": raw["vocabulary"]}, {**raw, "vocabulary": None}):
+        (bundle_dir / "manifest.json").write_text(json.dumps(bad))
+        with pytest.raises(InvalidManifest, match="vocabulary"):
+            load_bundle(bundle_dir)
 
 
 def test_version_1_loads_with_the_same_pad_id_and_tokens(tmp_path: Path) -> None:

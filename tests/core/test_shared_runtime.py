@@ -122,6 +122,6 @@ def test_the_exporter_records_the_checkpoints_pad_id(tiny_backbone: Path, tmp_pa
 
     ckpt = make_tiny_checkpoint(tmp_path, "classify", ["a", "b", "c"], backbone_dir=tiny_backbone)
     manifest = export_bundle(ckpt, tmp_path / "models" / "tiny", optimize=False)
-    assert manifest.format_version == 2 and manifest.pad_id == PAD_ID
+    assert manifest.format_version == 3 and manifest.pad_id == PAD_ID
     assert manifest.special_tokens == read_special_tokens(ckpt / "tokenizer.json")
     assert _served(tmp_path / "models", "tiny").batcher.pad_id == PAD_ID

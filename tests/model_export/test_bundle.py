@@ -96,8 +96,8 @@ def test_missing_file_is_refused_naming_it(bundle_dir: Path, name: str) -> None:
 
 def test_unknown_format_version_is_refused_before_schema(bundle_dir: Path) -> None:
     # A future format may add fields; the error must blame the version, not "extra field".
-    _rewrite_manifest(bundle_dir, format_version=3, new_field_of_v3=True)
-    with pytest.raises(UnsupportedFormatVersion, match=r"format_version.*3.*reads format version"):
+    _rewrite_manifest(bundle_dir, format_version=4, new_field_of_v4=True)
+    with pytest.raises(UnsupportedFormatVersion, match=r"format_version.*4.*reads format version"):
         verify_bundle(bundle_dir)
 
 

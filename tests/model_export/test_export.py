@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 onnx = pytest.importorskip("onnx")
 
-from model_export import onnx_export, trace  # noqa: E402
+from model_export import onnx_export, trace, verifier  # noqa: E402
 from model_export.optimize import count_ops  # noqa: E402
 from model_export.parity import AtolError, generated_cases  # noqa: E402
 from tests.tiny import make_tiny_checkpoint  # noqa: E402
@@ -154,6 +154,7 @@ def test_manifest_export_is_the_typed_log_with_its_historical_keys(fp32_bundles:
         "fp32_parity",
         "seconds",
         "source_stream",
+        "dedupe",  # the size step: one copy of each repeated initializer
     ]
     assert export == json.loads(json.dumps(result.log.as_dict()))
     assert (export["exporter"], export["opset"], export["external_data"]) == ("legacy", 18, False)
@@ -234,7 +235,7 @@ def test_fp16_export_reports_agreement(checkpoints: dict[str, Path], tmp_path: P
 def test_parity_failure_names_the_output_and_writes_nothing(
     checkpoints: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_runner = onnx_export.ort_runner
+    real_runner = verifier.ort_runner
 
     def skewed(path: Path, outputs: Any, **kw: Any) -> Any:
         run = real_runner(path, outputs, **kw)
@@ -246,7 +247,7 @@ def test_parity_failure_names_the_output_and_writes_nothing(
 
         return wrapped
 
-    monkeypatch.setattr(onnx_export, "ort_runner", skewed)
+    monkeypatch.setattr(verifier, "ort_runner", skewed)
     with pytest.raises(AtolError) as info:
         onnx_export.export_bundle(checkpoints["tag"], tmp_path / "bad")
     assert info.value.output == "logits"
@@ -297,6 +298,9 @@ def test_cli_export_with_verify_data_then_verify_bundle(
     assert main([*argv, "--verify-data", str(data), "--name", "nli-de"]) == 0
     manifest = load_bundle(out).manifest
     assert manifest.name == "nli-de"
+    # the CLI's default is the small CPU bundle: int8 MatMuls and int8 embedding rows
+    assert manifest.precision == "int8" and manifest.vocabulary is not None
+    assert manifest.vocabulary.embedding_precision == "int8"
     assert manifest.export["verify_data"]["batches"] == 1
     assert any(case.startswith("verify.jsonl") for case in manifest.parity["fp32"]["cases"])
 

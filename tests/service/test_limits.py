@@ -14,8 +14,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def slow_batcher(start_server: Any) -> Any:
-    """Batches wait 3 s to fill (4 rows), a request may wait 1 s, 4 rows fit in the queue:
-    a lone request's rows sit queued past their deadline; a second one overflows the queue."""
+    """Batches wait 3 s to fill (4 rows) while requests come closer together than that, a
+    request may wait 1 s, 4 rows fit in the queue: rows queued right after another request sit
+    past their deadline; a second request overflows the queue."""
     return start_server(
         {
             "XMIXUP_MAX_BATCH_SIZE": "4",
@@ -37,6 +38,10 @@ def _batches_run(url: str) -> float:
 
 def test_queue_full_429_with_retry_after_and_deadline_504(slow_batcher: Any) -> None:
     url = slow_batcher.url
+    # A lone request runs at once (no batch-mate is due); the next one, 0.2 s later, arrives
+    # within the 3 s wait of it, so the batcher holds its rows to fill a batch.
+    assert httpx.post(url + "/classify", json={"inputs": [{"target": "t"}]}).status_code == 200
+    time.sleep(0.2)
     before = _batches_run(url)
     results: dict[str, httpx.Response] = {}
 

@@ -108,10 +108,12 @@ def write_manifest(bundle_dir: str | Path, manifest_fields: Mapping[str, Any]) -
         files[name] = {"sha256": file_sha256(path), "size": path.stat().st_size}
     fields["files"] = files
     fields.setdefault("format_version", FORMAT_VERSION)
-    if fields["format_version"] == FORMAT_VERSION and "special_tokens" not in fields:
+    if fields["format_version"] >= 2 and "special_tokens" not in fields:
         special = tokenizer_special_tokens(bundle_dir)
         fields["special_tokens"] = special.model_dump()
         fields.setdefault("pad_id", special.pad_id)
+    if fields["format_version"] >= 3 and "vocabulary" not in fields:
+        fields["vocabulary"] = _untrimmed_vocabulary(bundle_dir, fields.get("precision"))
     fields.setdefault("xmixup_version", XMIXUP_VERSION)
     fields.setdefault("created_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     manifest = _validate(bundle_dir, fields)
@@ -125,6 +127,19 @@ def write_manifest(bundle_dir: str | Path, manifest_fields: Mapping[str, Any]) -
         Path(tmp).unlink(missing_ok=True)
         raise
     return manifest
+
+
+def _untrimmed_vocabulary(bundle_dir: Path, precision: Any) -> dict[str, Any]:
+    """A writer that says nothing about the vocabulary wrote the tokenizer's whole, with the
+    embedding table in the graph's own precision (int8 graphs quantise only the MatMuls)."""
+    from tokenizers import Tokenizer
+
+    try:
+        size = Tokenizer.from_file(str(bundle_dir / TOKENIZER_NAME)).get_vocab_size()
+    except Exception as exc:  # tokenizers raises a bare Exception for a malformed file
+        raise UnreadableTokenizer(bundle_dir, TOKENIZER_NAME, str(exc)) from None
+    embedding = "fp16" if precision == "fp16" else "fp32"
+    return {"size": size, "source_size": size, "embedding_precision": embedding}
 
 
 def read_manifest(bundle_dir: str | Path) -> Manifest:

@@ -15,14 +15,21 @@ transformers; training hands in its HF tokenizer's ``backend_tokenizer``.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tokenizers import Encoding, Tokenizer
 
 from xmixup.core.vocab import WORD_TOKEN_RULES
+
+if TYPE_CHECKING:
+    from xmixup.core.bundle import Bundle
 
 Offsets = tuple[int, int]
 
@@ -94,7 +101,11 @@ def literal_special_text(tokenizer: Tokenizer) -> Tokenizer:
     ids the post-processor adds (``<s>``, ``</s>``) and all other text are unaffected.
     Training and serving both encode through this copy, so they agree on such text too.
     """
-    data = json.loads(tokenizer.to_str())
+    return _literal_from_json(tokenizer.to_str())
+
+
+def _literal_from_json(text: str) -> Tokenizer:
+    data = json.loads(text)
     specials = {t["content"] for t in data.get("added_tokens", []) if t.get("special")}
     model = data.get("model", {})
     if model.get("type") == "Unigram":
@@ -103,44 +114,107 @@ def literal_special_text(tokenizer: Tokenizer) -> Tokenizer:
                 piece[0] += "\u2581"
     literal = Tokenizer.from_str(json.dumps(data))
     literal.encode_special_tokens = True
+    literal.no_padding()
+    literal.no_truncation()
     return literal
+
+
+class TokenizerCache:
+    """Literal tokenizers by the content of their ``tokenizer.json``, for encoders that share.
+
+    A 250k-piece Unigram tokenizer takes seconds to build and ~250 MB of memory; the service's
+    models of one backbone share one (its registry passes one cache to every model's encoder).
+    Entries live only while an encoder holds them, so a long-running service whose reloads bring
+    new vocabularies does not keep the old ones.
+    """
+
+    def __init__(self) -> None:
+        self._built: weakref.WeakValueDictionary[str, _LockedTokenizer] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def load(self, tokenizer_path: Path) -> _LockedTokenizer:
+        text = Path(tokenizer_path).read_text(encoding="utf-8")
+        key = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        built = self._built.get(key)
+        if built is None:
+            built = self._built[key] = _LockedTokenizer(_literal_from_json(text))
+        return built
+
+    def __len__(self) -> int:
+        return len(self._built)
+
+
+class _LockedTokenizer:
+    """One tokenizer whose truncation each call sets under a lock: ``tokenizers`` keeps
+    truncation as mutable state, and one copy per configuration would cost a full tokenizer
+    each (seconds, ~250 MB for a multilingual vocabulary)."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.lock = threading.Lock()
+
+
+class TokenizerMode:
+    """A tokenizer in one fixed truncation configuration (``None``: no truncation)."""
+
+    padding = None
+
+    def __init__(self, shared: _LockedTokenizer, truncation: dict[str, Any] | None) -> None:
+        self._shared = shared
+        self._args = truncation
+        with shared.lock:
+            self._apply()
+            self.truncation = shared.tokenizer.truncation  # as the library reports it
+
+    def _apply(self) -> None:
+        tokenizer = self._shared.tokenizer
+        if self._args is None:
+            tokenizer.no_truncation()
+        else:
+            tokenizer.enable_truncation(**self._args)
+
+    def encode(self, *args: Any, **kwargs: Any) -> Encoding:
+        with self._shared.lock:
+            self._apply()
+            return self._shared.tokenizer.encode(*args, **kwargs)
+
+    def encode_batch(self, *args: Any, **kwargs: Any) -> list[Encoding]:
+        with self._shared.lock:
+            self._apply()
+            return self._shared.tokenizer.encode_batch(*args, **kwargs)
 
 
 class TextEncoder:
     """One tokenizer in the fixed configurations the rules need.
 
-    ``tokenizers.Tokenizer`` keeps truncation as mutable state, so instead of toggling it per
-    call (a race between the service's threads) each configuration is its own immutable copy:
     ``plain`` (no truncation), ``truncating`` (longest-first) and, given a ``doc_stride``,
-    ``windowing`` (context-only, with overflowing windows). All are copies of ``tokenizer``
-    on which literal special-token strings are text (``literal_special_text``).
+    ``windowing`` (context-only, with overflowing windows) are views of one literal copy of
+    ``tokenizer`` (``literal_special_text``), each setting its truncation per call under a
+    lock, so the service's threads cannot race on it. ``from_file`` with a ``TokenizerCache``
+    shares that copy between encoders of the same ``tokenizer.json``.
     """
 
     def __init__(
         self,
-        tokenizer: Tokenizer,
+        tokenizer: Tokenizer | _LockedTokenizer,
         max_length: int,
         doc_stride: int | None = None,
         max_query_length: int | None = None,
     ) -> None:
-        self.plain = literal_special_text(tokenizer)
-        self.plain.no_padding()
-        self.plain.no_truncation()
+        if isinstance(tokenizer, Tokenizer):
+            tokenizer = _LockedTokenizer(literal_special_text(tokenizer))
+        self.plain = TokenizerMode(tokenizer, None)
         self.max_query_length = max_query_length or max_length
-        self.truncating = self._copy()
-        self.truncating.enable_truncation(max_length, strategy="longest_first")
-        self.windowing: Tokenizer | None = None
+        longest_first = {"max_length": max_length, "strategy": "longest_first"}
+        self.truncating = TokenizerMode(tokenizer, longest_first)
+        self.windowing: TokenizerMode | None = None
         if doc_stride is not None:
             # doc_stride is the overlap between consecutive context windows, as in HF run_qa.
             stride = effective_doc_stride(max_length, max_query_length, doc_stride)
-            self.windowing = self._copy()
-            self.windowing.enable_truncation(max_length, stride=stride, strategy="only_second")
+            only_second = {"max_length": max_length, "stride": stride, "strategy": "only_second"}
+            self.windowing = TokenizerMode(tokenizer, only_second)
         self.info = TokenizerInfo(max_length=max_length)
-
-    def _copy(self) -> Tokenizer:
-        copy = Tokenizer.from_str(self.plain.to_str())
-        copy.encode_special_tokens = True  # a runtime switch, not serialised
-        return copy
 
     @classmethod
     def from_file(
@@ -149,10 +223,20 @@ class TextEncoder:
         max_length: int,
         doc_stride: int | None = None,
         max_query_length: int | None = None,
+        *,
+        cache: TokenizerCache | None = None,
     ) -> TextEncoder:
         """The encoder of a ``tokenizer.json`` (a bundle's or a backbone's)."""
-        tokenizer = Tokenizer.from_file(str(tokenizer_path))
-        return cls(tokenizer, max_length, doc_stride, max_query_length)
+        shared = (cache or TokenizerCache()).load(tokenizer_path)
+        return cls(shared, max_length, doc_stride, max_query_length)
+
+    @classmethod
+    def for_bundle(cls, bundle: Bundle, cache: TokenizerCache | None = None) -> TextEncoder:
+        """The encoder a bundle's manifest asks for (the service's and the Predictor's)."""
+        m = bundle.manifest
+        return cls.from_file(
+            bundle.tokenizer_path, m.max_length, m.doc_stride, m.max_query_length, cache=cache
+        )
 
     def _truncated(
         self, items: Sequence[object], truncate: Sequence[bool], pretokenized: bool

@@ -4,6 +4,9 @@ Format version 2 adds ``pad_id`` and ``special_tokens`` (read from the bundle's
 ``tokenizer.json`` at export); a version 1 manifest has neither, and a loader derives them from
 its tokenizer by the same rule (``xmixup.core.special_tokens``).
 
+Format version 3 adds ``vocabulary``: how many pieces the bundle's tokenizer and graph hold
+(fewer than the checkpoint's when the export trimmed them) and the embedding table's precision.
+
 ``word_token`` (tag bundles only, optional in both versions): the token a tagged word is read
 on (``xmixup.core.featurize.word_tokens``); a tag bundle without it was trained with "first".
 """
@@ -19,8 +22,8 @@ from xmixup import __version__ as XMIXUP_VERSION
 from xmixup.core.special_tokens import SpecialTokens
 from xmixup.core.vocab import INPUT_NAMES, TASK_OUTPUTS, WORD_TOKEN_RULES
 
-FORMAT_VERSION = 2
-SUPPORTED_FORMAT_VERSIONS = frozenset({1, 2})
+FORMAT_VERSION = 3
+SUPPORTED_FORMAT_VERSIONS = frozenset({1, 2, 3})
 MANIFEST_NAME = "manifest.json"
 MODEL_NAME = "model.onnx"
 TOKENIZER_NAME = "tokenizer.json"
@@ -35,10 +38,33 @@ class FileEntry(BaseModel):
     size: int = Field(ge=0)
 
 
+class Vocabulary(BaseModel):
+    """The pieces a bundle reads and how its embedding table is stored (format version 3)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: int = Field(ge=1, description="pieces in tokenizer.json: the ids the graph reads")
+    source_size: int = Field(ge=1, description="the checkpoint's pieces, before any trimming")
+    embedding_precision: Literal["fp32", "fp16", "int8"]
+    scripts: list[str] = Field(default_factory=list, description="scripts kept whole")
+    corpus: list[str] = Field(default_factory=list, description="files whose pieces were kept")
+
+    @model_validator(mode="after")
+    def _no_larger_than_source(self) -> Vocabulary:
+        if self.size > self.source_size:
+            raise ValueError(f"size {self.size} exceeds source_size {self.source_size}")
+        return self
+
+    @property
+    def trimmed(self) -> bool:
+        return self.size < self.source_size
+
+
 class Manifest(BaseModel):
     """``manifest.json``. Unknown keys are refused (a typo must not pass silently) except in the
     free-form ``parity``/``metrics``/``export`` dicts, which carry figures, not contract.
-    ``pad_id`` and ``special_tokens`` are required from format version 2 and absent before."""
+    ``pad_id`` and ``special_tokens`` are required from format version 2 and absent before;
+    ``vocabulary`` is required from version 3 and absent before."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -63,6 +89,7 @@ class Manifest(BaseModel):
     outputs: list[str]
     pad_id: int | None = Field(default=None, ge=0)
     special_tokens: SpecialTokens | None = None
+    vocabulary: Vocabulary | None = None
     files: dict[str, FileEntry]
     parity: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
@@ -123,6 +150,8 @@ class Manifest(BaseModel):
     @model_validator(mode="after")
     def _tokens_by_version(self) -> Manifest:
         recorded = self.pad_id is not None, self.special_tokens is not None
+        if (self.vocabulary is not None) != (self.format_version >= 3):
+            raise ValueError("vocabulary: required from format version 3, absent before")
         if self.format_version == 1:
             if any(recorded):
                 raise ValueError("pad_id, special_tokens: not fields of format version 1")

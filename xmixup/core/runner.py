@@ -41,11 +41,18 @@ class GraphMismatch(UserError):
         self.problem = problem
 
 
-def _session_options(ort: Any, intra_op_threads: int | None, spin: bool) -> Any:
+def _session_options(
+    ort: Any, intra_op_threads: int | None, spin: bool, optimize: bool, profile_prefix: str | None
+) -> Any:
     options = ort.SessionOptions()
     # The exporter already ran the transformer fusions offline; ENABLE_ALL adds the
     # hardware-specific layout/kernel rewrites that can only happen on the running host.
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # (optimize=False: none at all; the benches measure what the online passes cost at load.)
+    level = "ORT_ENABLE_ALL" if optimize else "ORT_DISABLE_ALL"
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    if profile_prefix is not None:  # onnxruntime's per-node profile (bench/mixup_cost.py)
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     if intra_op_threads is not None:
         options.intra_op_num_threads = int(intra_op_threads)
     if not spin:
@@ -84,6 +91,8 @@ class Runner:
         device: str = "cpu",
         intra_op_threads: int | None = None,
         spin: bool = True,
+        optimize: bool = True,
+        profile_prefix: str | None = None,
     ) -> None:
         if device not in DEVICES:
             raise UserError(f"device must be 'cpu' or 'cuda', not {device!r}", "use cpu or cuda")
@@ -95,7 +104,9 @@ class Runner:
         try:
             self.session = ort.InferenceSession(
                 str(self.model_path),
-                sess_options=_session_options(ort, intra_op_threads, spin),
+                sess_options=_session_options(
+                    ort, intra_op_threads, spin, optimize, profile_prefix
+                ),
                 providers=_providers(ort, device, self.model_path),
             )
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types; surface as ours
