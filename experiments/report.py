@@ -22,7 +22,7 @@ def budget_line(b: dict[str, Any]) -> str:
     line = (
         f"Budget per run: {b['steps']} steps x batch {b['batch_size']}, max length "
         f"{b['max_length']}, frozen word embeddings: {b['freeze_embeddings']}; seeds "
-        f"{seeds} (xmixup, translate-train), {seeds[:1]} (translate-test, zero-shot)"
+        f"{seeds} (every method)"
     )
     if b.get("eval_limit"):
         line += f"; at most {b['eval_limit']} eval items per language"
