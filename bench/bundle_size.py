@@ -20,7 +20,8 @@ and onnxruntime throughput against the fp32 bundle, side by side (batch 8, lengt
 The default is chosen from these: the options within a third of the fp32 bytes that lose at
 most 0.5 points on every task; among them one that keeps the whole vocabulary (it serves every
 language), then the fastest. Results go to results/export.json under `bundle_options` and
-`default_bundle` (other keys of the file are kept).
+`default_bundle` (other keys of the file are kept; so are other tasks measured earlier with the
+same options, so each task can be added when its checkpoint exists).
 """
 
 from __future__ import annotations
@@ -217,6 +218,19 @@ def bench_task(
     }
 
 
+def earlier_tasks(out: Path, options: list[str]) -> dict[str, Any]:
+    """Tasks an earlier run measured with the same options (each task's checkpoint comes from
+    its own training run, so they can be measured one at a time); a task given again replaces
+    its entry."""
+    try:
+        earlier = json.loads(out.read_text())["bundle_options"]
+    except (OSError, KeyError, TypeError, json.JSONDecodeError):
+        return {}
+    if list(earlier.get("options", {})) != options:
+        return {}
+    return dict(earlier.get("tasks", {}))
+
+
 def choose_default(tasks: dict[str, Any], options: list[str]) -> dict[str, Any]:
     """Within a third of the fp32 bytes and at most 0.5 points lost on every task; then the
     whole vocabulary first (serves every language), then the fastest."""
@@ -245,11 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     options = [o.strip() for o in args.options.split(",") if o.strip()]
     if options[0] != "fp32":
         options.insert(0, "fp32")  # every figure is relative to it
-    tasks: dict[str, Any] = {}
+    tasks = earlier_tasks(Path(args.out), options)
     for spec in args.model:
         task, _, rest = spec.partition("=")
         checkpoint, _, eval_data = rest.partition(":")
         tasks[task] = bench_task(task, Path(checkpoint), Path(eval_data), options, args)
+        tasks[task]["host"] = host_info()  # tasks may come from different runs
     results = {
         "bundle_options": {
             "options": {o: OPTIONS[o] for o in options},
