@@ -1,7 +1,8 @@
 """The mixup layer's own cost: the paired X-Mixup graph against the bare encoder, per stream.
 
     .venv/bin/python bench/mixup_cost.py                   # fresh classify + tag graphs
-    .venv/bin/python bench/mixup_cost.py --tag-bundle DIR  # a tag bundle on the same backbone
+    .venv/bin/python bench/mixup_cost.py --cut-bundle tag=DIR --cut-bundle qa=DIR
+                                         # fp32 tag/QA bundles on the same backbone
 
 Measured side by side in one process, on the same random inputs (batch 8, both streams of
 length 128), the same thread count and the same onnxruntime fusions:
@@ -11,8 +12,8 @@ length 128), the same thread count and the same onnxruntime fusions:
 - paired: the X-Mixup classify graph (both streams through every layer, the cross-attention
   mix and λ gate at the mixup layer, the head): tokens/s per stream = 2 x B x L / time.
   `paired_vs_bare_per_stream` = paired / bare (goal >= 0.9: the mixing costs under 10 %);
-- tag (and QA) graphs stop the source stream at the mixup layer: `source_cut_saving` =
-  1 - time(tag graph) / time(classify graph), beside the share of encoder sublayers the
+- tag and QA graphs stop the source stream at the mixup layer: per task, `source_cut_saving`
+  = 1 - time(its graph) / time(classify graph), beside the share of encoder sublayers the
   manifest says it skips (`encoder_work_saved`).
 
 An onnxruntime profile of the paired graph splits its time by operator type, so the part of
@@ -48,7 +49,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default=None, help="classify checkpoint (default: fresh)")
     p.add_argument("--paired-bundle", default=None, help="fp32 bundle of --checkpoint (reused)")
-    p.add_argument("--tag-bundle", default=None, help="tag bundle on the same backbone")
+    p.add_argument(
+        "--cut-bundle",
+        action="append",
+        default=[],
+        metavar="TASK=DIR",
+        help="fp32 tag or qa bundle on the same backbone (repeatable)",
+    )
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--length", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
@@ -153,11 +160,12 @@ def main(argv: list[str] | None = None) -> int:
             "bare": Runner(bare, bare_in, ["hidden"], intra_op_threads=args.threads).run,
             "paired": Runner.for_bundle(load_bundle(paired), "cpu", args.threads).run,
         }
-        tag_manifest = None
-        if args.tag_bundle:
-            tag = load_bundle(args.tag_bundle)
-            tag_manifest = tag.manifest
-            runners["tag"] = Runner.for_bundle(tag, "cpu", args.threads).run
+        cut = {}
+        for spec in args.cut_bundle:
+            task, _, path = spec.partition("=")
+            bundle = load_bundle(path)
+            cut[task] = bundle.manifest
+            runners[task] = Runner.for_bundle(bundle, "cpu", args.threads).run
         seconds = timed(runners, inputs, args.reps)
         tokens = args.batch * args.length
         bare_tps = tokens / seconds["bare"]
@@ -171,16 +179,19 @@ def main(argv: list[str] | None = None) -> int:
             "setup": {"batch": args.batch, "length": args.length, "threads": args.threads},
             "host": host_info(),
         }
-        if tag_manifest is not None:
-            result["tag"] = {
-                "source_cut_saving": round(1 - seconds["tag"] / seconds["paired"], 3),
-                "encoder_work_saved": tag_manifest.export.get("source_stream", {}).get(
+        for task, manifest in cut.items():
+            result[task] = {
+                "source_cut_saving": round(1 - seconds[task] / seconds["paired"], 3),
+                "encoder_work_saved": manifest.export.get("source_stream", {}).get(
                     "encoder_work_saved"
                 ),
-                "mixup_layer": tag_manifest.mixup_layer,
+                "mixup_layer": manifest.mixup_layer,
             }
     merge_results(Path(args.out), {"mixup_cost": result})
-    say(f"paired/bare per stream {result['paired_vs_bare_per_stream']}; {result.get('tag')}")
+    say(
+        f"paired/bare per stream {result['paired_vs_bare_per_stream']}; "
+        + "; ".join(f"{task} {result[task]}" for task in cut)
+    )
     return 0
 
 
