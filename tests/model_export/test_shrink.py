@@ -83,6 +83,13 @@ def test_child_bundle_records_what_was_done(bundles: Path) -> None:
     assert child.manifest.special_tokens == read_special_tokens(child.tokenizer_path)
     assert child.pad_id == parent.pad_id == 1
     assert child.manifest.files["model.onnx"].size < parent.manifest.files["model.onnx"].size
+    # the model card (checksummed with the rest) says what was kept and what that costs
+    card = (child.path / "README.md").read_text(encoding="utf-8")
+    assert f"{cv.size} of {cv.source_size} pieces (scripts LATIN); int8 embedding rows" in card
+    assert "reads as `<unk>`" in card
+    parent_card = (parent.path / "README.md").read_text(encoding="utf-8")
+    assert f"all {pv.size} pieces; fp32 embedding rows" in parent_card
+    assert "<unk>" not in parent_card
 
 
 def test_token_outside_the_trimmed_vocabulary_reads_as_unk(bundles: Path, tmp_path: Path) -> None:
