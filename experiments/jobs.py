@@ -106,6 +106,9 @@ def run_job(job: Job) -> dict[str, Any]:
         argv += ["--out", str(model_dir), "--seed", str(job.seed), *job.train_args]
         if job.backbone:
             argv += ["--backbone", job.backbone]
+        if job.resume and any((model_dir / "checkpoints").glob("checkpoint-*")):
+            # an interrupted run (killed, disk full) continues from its last checkpoint
+            argv.append("--resume")
         run_cli(argv, log_path)
         done.append("train")
         if not job.keep_checkpoints:
