@@ -22,7 +22,7 @@ def budget_line(b: dict[str, Any]) -> str:
     line = (
         f"Budget per run: {b['steps']} steps x batch {b['batch_size']}, max length "
         f"{b['max_length']}, frozen word embeddings: {b['freeze_embeddings']}; seeds "
-        f"{seeds} (every method)"
+        f"{seeds} (each method's: the tables' seeds column)"
     )
     if b.get("eval_limit"):
         line += f"; at most {b['eval_limit']} eval items per language"
@@ -223,7 +223,12 @@ def _cost_table(entries: dict[str, Any]) -> list[str]:
         out.append(f"| {m} | {e['step_time_s']:.3f} | {e['train_seconds']:.0f} | {e['steps']} |")
     if "cost" in entries.get("xmixup", {}):
         r = entries["xmixup"]["cost"]["ratio_vs_translate_train"]
-        out += ["", f"xmixup / translate-train step time: **{r:.2f}x** (goal ≤ 2.2x)."]
+        out += [
+            "",
+            f"xmixup / translate-train step time in these runs: {r:.2f}x. The runs need not have"
+            " shared the host at the same time, so this is no cost measurement: the side-by-side"
+            " one (goal ≤ 2.2x) is `bench/train_cost.py` → `results/train_cost.json`.",
+        ]
     return [*out, ""]
 
 

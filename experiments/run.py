@@ -146,6 +146,21 @@ def _rel(path: Path) -> str:
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else path.name
 
 
+def public_command(command: str) -> str:
+    """The command as the results show it: the data root is DATA (every machine has its own)
+    and other absolute paths are shown by name, so no machine's directories are published."""
+    parts = shlex.split(command)
+    out = []
+    for i, part in enumerate(parts):
+        if i and parts[i - 1] == "--data":
+            out.append("DATA")
+        elif part.startswith("/"):
+            out.append(Path(part).name)
+        else:
+            out.append(part)
+    return shlex.join(out)
+
+
 def hardware() -> str:
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
@@ -203,7 +218,11 @@ def summarize(args: argparse.Namespace, command: str, wall: float) -> dict[str, 
     history = read_json(out / "history.json") or []
     if args.aggregate_only and history:
         command = history[-1]["command"]  # the invocation that produced the numbers
+    command = public_command(command)
     budgets = {t: read_budget(args, t, command) for t in summary}
+    for b in budgets.values():
+        if b and b.get("command"):
+            b["command"] = public_command(b["command"])
     previous = read_json(args.summary) or {}
     for t in (t for t in TASKS if t in previous and t not in summary):
         summary[t] = previous[t]
