@@ -301,8 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     # keeps every core busy; on a GPU the ratio is large).
     ort1 = bench_ort(bundle, 1, args.threads, duration, args.device)
     say(f"bare onnxruntime, batch 1: {ort1['items_per_s']:.1f} items/s")
-    lone = bench_lone_wait(bundle, args.threads, SENTENCES[0])
-    say(f"a lone request through the batcher (ms, p50): {lone}")
+    lone_wait = bench_lone_wait(bundle, args.threads, SENTENCES[0])
+    say(f"a lone request through the batcher (ms, p50): {lone_wait}")
     service = bench_service(bundle, env, levels, duration, "service    ")
     nobatch = bench_service(
         bundle,
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         "ort_batching_ceiling": ort["items_per_s"] / ort1["items_per_s"],
         "ort": ort,
         "ort_batch1": ort1,
-        "lone_request_batcher_ms": lone,
+        "lone_request_batcher_ms": lone_wait,
         "service": service,
         "no_batching": nobatch,
         # relative to the repo when inside it: results are committed, machine paths are not
