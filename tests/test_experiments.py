@@ -188,3 +188,15 @@ def test_tagging_plan_is_the_pseudo_label_regime(tmp_path: Path) -> None:
     )
     a = next(j for j in driver.plan_jobs(gold, "tag", data) if j.method == "xmixup").train_args
     assert a[a.index("--target-labels") + 1] == "gold" and "--teacher" not in a
+
+
+def test_recorded_commands_name_no_machine_directory() -> None:
+    from experiments.run import public_command
+
+    cmd = (
+        "python experiments/run.py --data /srv/data/public --out artifacts/x "
+        "--teacher /home/u/runs/zero-shot-seed1/model --tasks tag"
+    )
+    assert public_command(cmd) == (
+        "python experiments/run.py --data DATA --out artifacts/x --teacher model --tasks tag"
+    )
