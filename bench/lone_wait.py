@@ -27,7 +27,7 @@ def bench_lone_wait(
     from xmixup.core.runner import Runner
 
     bundle = load_bundle(bundle_dir)
-    enc = TextEncoder.from_file(bundle.tokenizer_path, bundle.manifest.max_length)
+    enc = TextEncoder.for_bundle(bundle)  # as the service builds it
     (t,), _ = enc.encode_texts([pair[0]], [True])
     (s,), _ = enc.encode_texts([pair[1]], [True])
     row = Row(np.asarray(t.ids, np.int64), np.asarray(s.ids, np.int64))

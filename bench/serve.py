@@ -138,8 +138,7 @@ def bench_ort(
     from xmixup.core.runner import Runner
 
     bundle = load_bundle(bundle_dir)
-    m = bundle.manifest
-    enc = TextEncoder.from_file(bundle.tokenizer_path, m.max_length)
+    enc = TextEncoder.for_bundle(bundle)  # as the service builds it
     engine = Runner.for_bundle(bundle, device, threads)
     n = batch * 4  # one batcher window
     t_enc, _ = enc.encode_texts([SENTENCES[i % len(SENTENCES)][0] for i in range(n)], [True] * n)
