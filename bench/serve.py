@@ -7,6 +7,9 @@ Measured in one run, on loopback, on the same inputs (sentence + English transla
 per request) and the same onnxruntime thread count:
   (a) bare onnxruntime: the service's own featurisation and padding, batches of
       --max-batch-size formed by the batcher's policy (length-sorted windows), back to back;
+  (a') a lone client against bare batch 1, and the most clients against bare batch
+      --max-batch-size, each in alternating turns (the host's speed drifts; turns side by side
+      cancel the drift) -> `one_client_vs_ort_batch1`, `saturation_vs_ort`;
   (b) the service (`xmixup serve`, dynamic batching) at 1, 8, 32, 128 concurrent clients;
   (c) the service with batching off (XMIXUP_MAX_BATCH_SIZE=1) at the same concurrencies.
 Clients are closed-loop (each sends its next request when the last is answered).
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import signal
 import socket
@@ -129,33 +133,52 @@ def requests_payloads(n: int) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------
 # (a) bare onnxruntime with the service's featurisation and batch policy
 # ---------------------------------------------------------------------------------------------
+class BareOrt:
+    """Bare onnxruntime with the service's featurisation and batch policy: the bench's inputs
+    (every sentence pair, as the service's clients send them), cut into batches of ``batch``
+    the way the batcher cuts a window (length-sorted), run back to back."""
+
+    def __init__(self, bundle_dir: Path, batch: int, threads: int | None, device: str) -> None:
+        from xmixup.core.bundle import load_bundle
+        from xmixup.core.featurize import TextEncoder
+        from xmixup.core.rows import Row, pad_rows
+        from xmixup.core.runner import Runner
+
+        bundle = load_bundle(bundle_dir)
+        enc = TextEncoder.for_bundle(bundle)  # as the service builds it
+        # onnxruntime's own defaults (threads spin-wait): what a user's bare session does
+        self.engine = Runner.for_bundle(bundle, device, threads)
+        # one batcher window (4 batches), and at least every sentence once, as the clients send
+        n = batch * max(4, math.ceil(len(SENTENCES) / batch))
+        t_enc, _ = enc.encode_texts(
+            [SENTENCES[i % len(SENTENCES)][0] for i in range(n)], [True] * n
+        )
+        s_enc, _ = enc.encode_texts(
+            [SENTENCES[i % len(SENTENCES)][1] for i in range(n)], [True] * n
+        )
+        rows = [
+            Row(np.asarray(t.ids, np.int64), np.asarray(s.ids, np.int64))
+            for t, s in zip(t_enc, s_enc, strict=True)
+        ]
+        rows.sort(key=lambda r: r.cost)  # the batcher sorts each window by length
+        self.batch = batch
+        self.batches = [pad_rows(rows[i : i + batch], bundle.pad_id)[0] for i in range(0, n, batch)]
+        self.engine.run(self.batches[0])  # warm-up
+
+    def run_for(self, duration: float) -> tuple[int, float]:
+        """(items, seconds): whole passes over the batches until ``duration`` has passed."""
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < duration:
+            for feeds in self.batches:
+                self.engine.run(feeds)
+                done += len(feeds["target_input_ids"])
+        return done, time.perf_counter() - start
+
+
 def bench_ort(
     bundle_dir: Path, batch: int, threads: int | None, duration: float, device: str
 ) -> dict[str, float]:
-    from xmixup.core.bundle import load_bundle
-    from xmixup.core.featurize import TextEncoder
-    from xmixup.core.rows import Row, pad_rows
-    from xmixup.core.runner import Runner
-
-    bundle = load_bundle(bundle_dir)
-    enc = TextEncoder.for_bundle(bundle)  # as the service builds it
-    engine = Runner.for_bundle(bundle, device, threads)
-    n = batch * 4  # one batcher window
-    t_enc, _ = enc.encode_texts([SENTENCES[i % len(SENTENCES)][0] for i in range(n)], [True] * n)
-    s_enc, _ = enc.encode_texts([SENTENCES[i % len(SENTENCES)][1] for i in range(n)], [True] * n)
-    rows = [
-        Row(np.asarray(t.ids, np.int64), np.asarray(s.ids, np.int64))
-        for t, s in zip(t_enc, s_enc, strict=True)
-    ]
-    rows.sort(key=lambda r: r.cost)  # the batcher sorts each window by length
-    batches = [pad_rows(rows[i : i + batch], bundle.pad_id)[0] for i in range(0, n, batch)]
-    engine.run(batches[0])  # warm-up
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < duration:
-        for feeds in batches:
-            engine.run(feeds)
-            done += len(feeds["target_input_ids"])
-    elapsed = time.perf_counter() - start
+    done, elapsed = BareOrt(bundle_dir, batch, threads, device).run_for(duration)
     return {"items_per_s": done / elapsed, "batch": batch}
 
 
@@ -247,6 +270,53 @@ def bench_service(
         proc.wait(60)
 
 
+def bench_turns(
+    bundle: Path,
+    env: dict[str, str],
+    args: argparse.Namespace,
+    *,
+    batch: int,
+    clients: int,
+    rounds: int,
+    seconds: float,
+) -> dict[str, Any]:
+    """The service at ``clients`` against bare onnxruntime at ``batch``, interleaved:
+    ``rounds`` turns of ``seconds`` each, bare then service, on the same inputs. On a shared
+    host the speed drifts by tens of percent over a minute; two figures taken minutes apart
+    compare the drift, turns taken side by side compare the service."""
+    bare = BareOrt(bundle, batch, args.threads, args.device)
+    proc, url = start_service(bundle, env)
+    turns: list[dict[str, float]] = []
+    try:
+        _run_async(load(url, clients, min(seconds, 2.0)))  # warm-up: first requests, full queue
+        for _ in range(rounds):
+            done, elapsed = bare.run_for(seconds)
+            point = _run_async(load(url, clients, seconds))
+            turns.append(
+                {
+                    "ort_items_per_s": done / elapsed,
+                    "service_items_per_s": point["items_per_s"],
+                    "service_p50_ms": point["p50_ms"],
+                }
+            )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    ort_rate = float(np.mean([t["ort_items_per_s"] for t in turns]))
+    service_rate = float(np.mean([t["service_items_per_s"] for t in turns]))
+    ratios = [t["service_items_per_s"] / t["ort_items_per_s"] for t in turns]
+    return {
+        "ratio": service_rate / ort_rate,
+        "ratio_per_turn": [round(r, 3) for r in ratios],
+        "ort_batch": batch,
+        "ort_items_per_s": ort_rate,
+        "clients": clients,
+        "service_items_per_s": service_rate,
+        "rounds": rounds,
+        "seconds_per_turn": seconds,
+    }
+
+
 def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -302,6 +372,17 @@ def main(argv: list[str] | None = None) -> int:
     say(f"bare onnxruntime, batch 1: {ort1['items_per_s']:.1f} items/s")
     lone_wait = bench_lone_wait(bundle, args.threads, SENTENCES[0])
     say(f"a lone request through the batcher (ms, p50): {lone_wait}")
+    turns = {"rounds": 3 if args.quick else 6, "seconds": duration / 3}
+    one_client = bench_turns(bundle, env, args, batch=1, clients=1, **turns)
+    saturation = bench_turns(
+        bundle, env, args, batch=args.max_batch_size, clients=max(levels), **turns
+    )
+    for what, t in (("a lone client", one_client), (f"{max(levels)} clients", saturation)):
+        say(
+            f"{what} vs bare batch {t['ort_batch']}, in {t['rounds']} alternating turns: "
+            f"{t['service_items_per_s']:.1f} vs {t['ort_items_per_s']:.1f} items/s = "
+            f"{t['ratio']:.2f} (per turn {t['ratio_per_turn']})"
+        )
     service = bench_service(bundle, env, levels, duration, "service    ")
     nobatch = bench_service(
         bundle,
@@ -314,14 +395,16 @@ def main(argv: list[str] | None = None) -> int:
     by_clients = {p["clients"]: p["items_per_s"] for p in service}
     at32 = by_clients.get(32)
     nb32 = {p["clients"]: p["items_per_s"] for p in nobatch}.get(32)
-    lone, most = by_clients.get(1), by_clients[max(levels)]
     result: dict[str, Any] = {
         "service_vs_ort": best / ort["items_per_s"],
         "batching_speedup_32": (at32 / nb32) if at32 and nb32 else None,
-        # a lone client against bare onnxruntime at batch 1: what the service adds per request
-        "one_client_vs_ort_batch1": (lone / ort1["items_per_s"]) if lone else None,
-        # the most clients against bare onnxruntime at --max-batch-size
-        "saturation_vs_ort": most / ort["items_per_s"],
+        # a lone client against bare onnxruntime at batch 1, in turns side by side: what the
+        # service adds per request
+        "one_client_vs_ort_batch1": one_client["ratio"],
+        "one_client": one_client,
+        # the most clients against bare onnxruntime at --max-batch-size, in turns side by side
+        "saturation_vs_ort": saturation["ratio"],
+        "saturation": saturation,
         "goals": {
             "service_vs_ort": 0.85,
             "batching_speedup_32": 4.0,
