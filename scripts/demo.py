@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """`make demo`: from a fresh clone to a served X-Mixup demo (backbone → train → export → serve).
 
-Stages, each printed as one line with its duration (children show their own progress bars):
+Stages, each printed as one line with its duration; the three tasks' train → export → evaluate
+chains run two at a time (demo_lanes), with one status line of their progress:
 
   backbone   materialise the default multilingual-e5-small encoder (or use DEMO_BACKBONE)
   data       validate the shipped demo sets: examples/data/{sib200,pud,xquad}/{train,eval}.jsonl
@@ -16,9 +17,10 @@ under <out>/.tmp/ and renamed into place when complete, so Ctrl-C never leaves a
 checkpoint, bundle or summary.
 
 This file reads the settings and handles interrupts; the rest lives beside it: demo_plan (the
-tasks and their budgets), demo_session (one run's state, stamps and stage lines), demo_stages
-(backbone → evaluate), demo_summary (summary.json), demo_serve (the service and its curl
-examples), demo_console (terminal lines, log tee), demo_files (input hashes, atomic writes).
+tasks and their budgets), demo_session (one run's state, stamps, stage lines and `xmixup`
+children), demo_stages (backbone → evaluate), demo_lanes (two task chains at a time),
+demo_summary (summary.json), demo_serve (the service and its curl examples), demo_console
+(stage and status lines), demo_files (input hashes, atomic writes).
 
 Environment (all optional):
   DEMO_STEPS     training steps for every task (default per task: classify 100, tag 80, qa 180)
@@ -26,7 +28,7 @@ Environment (all optional):
   DEMO_BACKBONE  HF encoder directory to use instead of the default backbone (tests use a tiny one)
   DEMO_OUT       output directory (default demo/)
   DEMO_HOST, DEMO_PORT   where to serve (default 127.0.0.1:8000)
-  DEMO_THREADS   torch/onnxruntime threads (default: all cores)
+  DEMO_THREADS   torch/onnxruntime threads per command (default: half the cores, one lane each)
   DEMO_FREEZE    0 = fine-tune every encoder layer (default 1: keep those below the mixup
                  layer fixed, ~0.7x the step time)
 """
@@ -44,10 +46,11 @@ from typing import Any, NoReturn
 
 from demo_console import colour, rel, say
 from demo_files import dir_digest
+from demo_lanes import run_lanes
 from demo_plan import PLANS, ROOT, DemoError
 from demo_serve import stage_serve
 from demo_session import Demo
-from demo_stages import stage_backbone, stage_data, stage_evaluate, stage_export, stage_train
+from demo_stages import stage_backbone, stage_data
 from demo_summary import print_summary, summary_entry, write_summary
 
 sys.path.insert(0, str(ROOT))  # the project's packages, also when run without `pip install -e`
@@ -93,7 +96,11 @@ def run(demo: Demo) -> int:
     # keeps it): warnings only, the stage lines and progress bars tell the story.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    demo.n_stages = 2 + 3 * len(PLANS) + (1 if demo.serve else 0)
+    keys = ["backbone", "data"]
+    keys += [f"{stage}-{p.task}" for p in PLANS for stage in ("train", "export", "eval")]
+    keys += ["serve"] if demo.serve else []
+    demo.numbers = {key: i for i, key in enumerate(keys, start=1)}
+    demo.n_stages = len(keys)
     say(
         colour(
             "1",
@@ -105,12 +112,13 @@ def run(demo: Demo) -> int:
     backbone = stage_backbone(demo)
     backbone_id = dir_digest(backbone)
     digests = stage_data(demo)
+    built = run_lanes(demo, PLANS, backbone, backbone_id, digests)
     summary: dict[str, Any] = {}
     for plan in PLANS:
-        ckpt, train_key, train_s = stage_train(demo, plan, backbone, backbone_id, digests)
-        bundle, export_key, export_s = stage_export(demo, plan, ckpt, train_key)
-        res = stage_evaluate(demo, plan, bundle, export_key, digests)
-        summary[plan.task] = summary_entry(demo, plan, bundle, res, train_s, export_s)
+        r = built[plan.task]
+        summary[plan.task] = summary_entry(
+            demo, plan, r.bundle, r.evaluation, r.train_s, r.export_s
+        )
     path = write_summary(demo, summary)
     shutil.rmtree(demo.tmp, ignore_errors=True)
     print_summary(path, summary, time.monotonic() - t0)

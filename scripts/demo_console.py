@@ -1,12 +1,11 @@
-"""The demo's terminal output: one coloured line per stage, and the tee that copies an
-in-process command's output into its log."""
+"""The demo's terminal output: one coloured line per stage, and on a terminal one status line
+below them (demo_lanes) that each stage line clears first."""
 
 from __future__ import annotations
 
-import io
 import sys
+import threading
 from pathlib import Path
-from typing import Any
 
 _TTY = sys.stdout.isatty()
 
@@ -15,39 +14,27 @@ def colour(code: str, text: str) -> str:
     return f"\033[{code}m{text}\033[0m" if _TTY else text
 
 
+_PRINT = threading.Lock()  # two lanes print stage lines; the status line is redrawn between
+
+
 def say(text: str = "") -> None:
-    print(text, flush=True)
+    with _PRINT:
+        sys.stdout.write(("\r\033[K" if _TTY else "") + text + "\n")
+        sys.stdout.flush()
+
+
+def status(text: str) -> None:
+    """The progress line: redrawn in place on a terminal, a plain line in a log."""
+    with _PRINT:
+        if _TTY:
+            sys.stdout.write("\r\033[K" + text)
+        else:
+            sys.stdout.write(text + "\n")
+        sys.stdout.flush()
 
 
 def fmt_s(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
-class Tee(io.TextIOBase):
-    """A text stream that copies everything to a log and the terminal, minus the per-step
-    metric dicts the HF trainer prints (they stay in the log); progress bars pass through."""
-
-    def __init__(self, terminal: Any, log: Any) -> None:
-        self.terminal, self.log, self._dropped = terminal, log, False
-
-    def write(self, text: str) -> int:
-        self.log.write(text)
-        drop = text.lstrip().startswith("{'") or (self._dropped and text == "\n")
-        self._dropped = drop
-        if not drop:
-            self.terminal.write(text)
-        return len(text)
-
-    def flush(self) -> None:
-        self.log.flush()
-        self.terminal.flush()
-
-    def isatty(self) -> bool:
-        return bool(self.terminal.isatty())
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return str(getattr(self.terminal, "encoding", "utf-8"))
 
 
 def rel(path: Path) -> str:

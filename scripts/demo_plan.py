@@ -22,6 +22,7 @@ class TaskPlan:
     batch_size: int
     steps: int  # default budget; DEMO_STEPS overrides it for every task
     lr: str
+    group_by_length: bool  # batches of similar lengths (--group-by-length)
 
 
 # Short sequences, frozen word embeddings (most of the encoder's weights, and of each step's
@@ -35,10 +36,17 @@ class TaskPlan:
 # highest rate: F1 24.9 all layers at 2e-4, frozen at 5e-4 26.8 after 120 steps and 32.3 after
 # 180. Its training contexts are gold passages (the sentences around the answer,
 # examples/data/xquad/SOURCE.md), so 128 tokens hold question and passage.
+# Batches of similar lengths pad less: classification 0.91 vs 1.37 s/step (eval 84.0 vs 83.0),
+# tagging 0.57 vs 0.79 s/step (79.6 vs 79.7), seed 0; QA only 1.49 vs 1.59 (most items are
+# 90-128 tokens) and F1 31.7 vs 34.5 (PyTorch eval), so QA keeps random batches.
 PLANS = (
-    TaskPlan("classify", "sib200", "topic classification (SIB-200, 7 topics)", 64, 16, 100, "3e-4"),
-    TaskPlan("tag", "pud", "part-of-speech tagging (UD PUD, 17 UPOS tags)", 64, 8, 80, "3e-4"),
-    TaskPlan("qa", "xquad", "extractive QA (XQuAD)", 128, 8, 180, "5e-4"),
+    TaskPlan(
+        "classify", "sib200", "topic classification (SIB-200, 7 topics)", 64, 16, 100, "3e-4", True
+    ),
+    TaskPlan(
+        "tag", "pud", "part-of-speech tagging (UD PUD, 17 UPOS tags)", 64, 8, 80, "3e-4", True
+    ),
+    TaskPlan("qa", "xquad", "extractive QA (XQuAD)", 128, 8, 180, "5e-4", False),
 )
 COMMON_TRAIN = ("--method", "xmixup", "--freeze-embeddings", "--seed", "0")
 

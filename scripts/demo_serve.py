@@ -86,12 +86,12 @@ def post(base: str, route: str, body: dict[str, Any]) -> dict[str, Any]:
 def stage_serve(demo: Demo, bundles_dir: Path) -> int:
     base = f"http://{demo.host}:{demo.port}"
     what = f"starting the service on {base}"
-    started = demo.begin(what)
+    stage = demo.begin(what, "serve")
     demo.logs.mkdir(parents=True, exist_ok=True)
     log_path = demo.logs / "serve.log"
     server = _start_server(demo, bundles_dir, log_path)
     _wait_ready(demo, server, base, log_path)
-    demo.done(what, started)
+    demo.done(stage)
     say()
     say(colour("1", f"Playground:  {base}/        API docs: {base}/docs"))
     say()

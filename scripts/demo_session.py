@@ -1,20 +1,24 @@
 """One run of the demo: its settings, its output directory (stamps, logs, scratch space), the
-numbered stage lines, the in-process `xmixup` commands and the server child it may start."""
+numbered stage lines, the `xmixup` commands it runs as children (two lanes at a time, see
+demo_lanes) and the server child it may start."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from demo_console import Tee, colour, fmt_s, say
+from demo_console import colour, fmt_s, say
 from demo_files import atomic_write
-from demo_plan import DemoError, TaskPlan
+from demo_plan import ROOT, DemoError, TaskPlan
 
 
 @dataclass
@@ -27,9 +31,13 @@ class Demo:
     port: int
     threads: int | None
     freeze: bool = True  # DEMO_FREEZE: train only the layers from the mixup layer up
-    stage_no: int = 0
     n_stages: int = 0
-    child: subprocess.Popen[bytes] | None = None
+    # Stage numbers are fixed by the plan, not by the order stages start: two lanes run at once.
+    numbers: dict[str, int] = field(default_factory=dict)
+    child: subprocess.Popen[bytes] | None = None  # the server
+    stopping: bool = False  # an interrupt or a failed lane: start nothing more
+    _commands: set[subprocess.Popen[bytes]] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def steps_for(self, plan: TaskPlan) -> int:
         return self.steps if self.steps is not None else plan.steps
@@ -62,44 +70,68 @@ class Demo:
         atomic_write(self.stamps / f"{name}.json", json.dumps({"key": key, **info}, indent=2))
 
     # -- stage lines ------------------------------------------------------------------------
-    def begin(self, what: str) -> float:
-        self.stage_no += 1
-        say(colour("1", f"[{self.stage_no}/{self.n_stages}] {what}…"))
-        return time.monotonic()
+    def begin(self, what: str, key: str) -> Stage:
+        stage = Stage(self.numbers[key], what, time.monotonic())
+        say(colour("1", f"{stage.tag(self.n_stages)} {what}…"))
+        return stage
 
-    def done(self, what: str, started: float, note: str = "") -> float:
-        took = time.monotonic() - started
+    def done(self, stage: Stage, note: str = "") -> float:
+        took = time.monotonic() - stage.started
         tail = f" — {note}" if note else ""
-        say(colour("32", f"[{self.stage_no}/{self.n_stages}] {what}… done in {fmt_s(took)}") + tail)
+        line = f"{stage.tag(self.n_stages)} {stage.what}… done in {fmt_s(took)}"
+        say(colour("32", line) + tail)
         return took
 
-    def reused(self, what: str, note: str = "") -> None:
+    def reused(self, stage: Stage, note: str = "") -> None:
         tail = f" — {note}" if note else ""
-        say(
-            colour("36", f"[{self.stage_no}/{self.n_stages}] {what}… reused (inputs unchanged)")
-            + tail
-        )
+        line = f"{stage.tag(self.n_stages)} {stage.what}… reused (inputs unchanged)"
+        say(colour("36", line) + tail)
 
     # -- xmixup commands ----------------------------------------------------------------------
     def xmixup(self, args: list[str], log_name: str) -> None:
-        """Run `xmixup ARGS` in this process (torch is imported once for the whole demo), its
-        output (progress bars) shown on the terminal and copied into <out>/logs/NAME.log."""
-        from xmixup.cli import main as xmixup_main
-
+        """Run `xmixup ARGS` as a child process, its output (progress bars included) into
+        <out>/logs/NAME.log; the terminal shows stage lines and demo_lanes' status line."""
         self.logs.mkdir(parents=True, exist_ok=True)
         log_path = self.logs / f"{log_name}.log"
-        with log_path.open("w", encoding="utf-8") as log:
-            log.write("$ xmixup " + " ".join(args) + "\n")
-            real_out, real_err = sys.stdout, sys.stderr
-            sys.stdout, sys.stderr = Tee(real_out, log), Tee(real_err, log)
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
+        cmd = [sys.executable, "-m", "xmixup", "--log-level", "WARNING", *args]
+        with log_path.open("wb") as log:
+            log.write(("$ xmixup " + " ".join(args) + "\n").encode())
+            log.flush()
+            with self._lock:
+                if self.stopping:
+                    raise KeyboardInterrupt
+                proc = subprocess.Popen(
+                    cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                )
+                self._commands.add(proc)
             try:
-                code = xmixup_main(["--log-level", "WARNING", *args])
+                code = proc.wait()
             finally:
-                sys.stdout, sys.stderr = real_out, real_err
-        if code == 130:  # the CLI turns Ctrl-C into exit status 130
+                with self._lock:
+                    self._commands.discard(proc)
+        if code == 130 or self.stopping:  # the CLI turns Ctrl-C into exit status 130
             raise KeyboardInterrupt
         if code != 0:
-            raise DemoError(f"`xmixup {args[0]}` failed (exit {code}); see above and {log_path}")
+            raise DemoError(f"`xmixup {args[0]}` failed (exit {code}); see {log_path}")
+
+    def stop_commands(self) -> None:
+        """Interrupt every running `xmixup` child (it cleans up as on Ctrl-C), then wait."""
+        with self._lock:
+            self.stopping = True
+            running = list(self._commands)
+        for proc in running:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in running:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     def fresh_tmp(self, name: str) -> Path:
         path = self.tmp / name
@@ -123,3 +155,13 @@ class Demo:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+
+
+@dataclass(frozen=True)
+class Stage:
+    number: int
+    what: str
+    started: float
+
+    def tag(self, n_stages: int) -> str:
+        return f"[{self.number}/{n_stages}]"

@@ -19,11 +19,11 @@ def stage_backbone(demo: Demo) -> Path:
     what = "materialising the backbone"
     if demo.backbone_arg:
         what = f"checking the backbone {demo.backbone_arg}"
-    started = demo.begin(what)
+    stage = demo.begin(what, "backbone")
     from training.backbone import resolve_backbone
 
     path = Path(resolve_backbone(demo.backbone_arg)).resolve()
-    demo.done(what, started, str(path))
+    demo.done(stage, str(path))
     return path
 
 
@@ -42,14 +42,14 @@ def stage_data(demo: Demo) -> dict[str, str]:
         )
     digests = {name: file_digest(path) for name, path in files.items()}
     what = "checking the demo data (SIB-200, UD PUD, XQuAD samples in examples/data/)"
-    started = demo.begin(what)
+    stage = demo.begin(what, "data")
     key = stage_key(stage="data", digests=digests)
     counts = {name: sum(1 for _ in path.open(encoding="utf-8")) for name, path in files.items()}
     note = ", ".join(
         f"{n} {counts[f'{n}/train']}+{counts[f'{n}/eval']}" for n in ("sib200", "pud", "xquad")
     )
     if demo.stamp_ok("data", key):
-        demo.reused(what, note + " train+eval items")
+        demo.reused(stage, note + " train+eval items")
         return digests
     from training.data.schema import read_jsonl  # validates every line (file:line:field errors)
 
@@ -57,7 +57,7 @@ def stage_data(demo: Demo) -> dict[str, str]:
         for split in ("train", "eval"):
             read_jsonl(files[f"{plan.data}/{split}"], plan.task)
     demo.write_stamp("data", key)
-    demo.done(what, started, note + " train+eval items, all valid")
+    demo.done(stage, note + " train+eval items, all valid")
     return digests
 
 
@@ -77,11 +77,16 @@ def frozen_layers(demo: Demo, plan: TaskPlan, backbone: Path) -> int:
 
 
 def stage_train(
-    demo: Demo, plan: TaskPlan, backbone: Path, backbone_id: str, digests: dict[str, str]
+    demo: Demo,
+    plan: TaskPlan,
+    backbone: Path,
+    backbone_id: str,
+    digests: dict[str, str],
+    threads: int | None,
 ) -> tuple[Path, str, float]:
     steps = demo.steps_for(plan)
     what = f"training the {plan.task} model: {plan.title}, {steps} steps"
-    started = demo.begin(what)
+    stage = demo.begin(what, f"train-{plan.task}")
     ckpt = demo.out / "checkpoints" / plan.task
     args = [
         "train",
@@ -104,32 +109,34 @@ def stage_train(
     frozen = frozen_layers(demo, plan, backbone)
     if frozen:
         args += ["--freeze-layers", str(frozen)]
+    if plan.group_by_length:
+        args.append("--group-by-length")
     # Thread counts change speed, not the model: they are not part of the stage's key.
     key = stage_key(
         stage="train", args=args, backbone=backbone_id, data=digests[f"{plan.data}/train"]
     )
-    if demo.threads:
-        args += ["--num-threads", str(demo.threads)]
+    if threads:
+        args += ["--num-threads", str(threads)]
     stamp = demo.stamp_ok(f"train-{plan.task}", key, ckpt / "config.json")
     if stamp:
-        demo.reused(what)
+        demo.reused(stage)
         return ckpt, key, float(stamp.get("seconds", 0.0))
     tmp = demo.fresh_tmp(f"checkpoint-{plan.task}")
     demo.xmixup([*args, "--out", str(tmp)], f"train-{plan.task}")
     install_dir(tmp, ckpt)
-    took = demo.done(what, started)
+    took = demo.done(stage)
     demo.write_stamp(f"train-{plan.task}", key, seconds=round(took, 1))
     return ckpt, key, took
 
 
 def stage_export(demo: Demo, plan: TaskPlan, ckpt: Path, train_key: str) -> tuple[Path, str, float]:
     what = f"exporting the {plan.task} bundle (ONNX, parity-checked against PyTorch)"
-    started = demo.begin(what)
+    stage = demo.begin(what, f"export-{plan.task}")
     bundle = demo.out / "bundles" / plan.task
     key = stage_key(stage="export", train=train_key)
     stamp = demo.stamp_ok(f"export-{plan.task}", key, bundle / "manifest.json")
     if stamp:
-        demo.reused(what, rel(bundle))
+        demo.reused(stage, rel(bundle))
         return bundle, key, float(stamp.get("seconds", 0.0))
     tmp = demo.fresh_tmp(f"bundle-{plan.task}")
     # --name is the directory's final name: the service names models after their directory.
@@ -138,21 +145,26 @@ def stage_export(demo: Demo, plan: TaskPlan, ckpt: Path, train_key: str) -> tupl
         f"export-{plan.task}",
     )
     install_dir(tmp, bundle)
-    took = demo.done(what, started, rel(bundle))
+    took = demo.done(stage, rel(bundle))
     demo.write_stamp(f"export-{plan.task}", key, seconds=round(took, 1))
     return bundle, key, took
 
 
 def stage_evaluate(
-    demo: Demo, plan: TaskPlan, bundle: Path, export_key: str, digests: dict[str, str]
+    demo: Demo,
+    plan: TaskPlan,
+    bundle: Path,
+    export_key: str,
+    digests: dict[str, str],
+    threads: int | None,
 ) -> dict[str, Any]:
     what = f"evaluating the {plan.task} bundle on {plan.data}/eval.jsonl (onnxruntime)"
-    started = demo.begin(what)
+    stage = demo.begin(what, f"eval-{plan.task}")
     out = demo.out / "eval" / f"{plan.task}.json"
     key = stage_key(stage="evaluate", export=export_key, data=digests[f"{plan.data}/eval"])
     if demo.stamp_ok(f"eval-{plan.task}", key, out):
         res = json.loads(out.read_text())
-        demo.reused(what, _metric_note(res))
+        demo.reused(stage, _metric_note(res))
         return res
     tmp = demo.fresh_tmp(f"eval-{plan.task}.json")
     args = [
@@ -164,14 +176,14 @@ def stage_evaluate(
         "--out",
         str(tmp),
     ]
-    if demo.threads:
-        args += ["--num-threads", str(demo.threads)]
+    if threads:
+        args += ["--num-threads", str(threads)]
     demo.xmixup(args, f"eval-{plan.task}")
     res = json.loads(tmp.read_text())
     out.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, out)
     demo.write_stamp(f"eval-{plan.task}", key)
-    demo.done(what, started, _metric_note(res))
+    demo.done(stage, _metric_note(res))
     return res
 
 

@@ -70,6 +70,12 @@ class TrainOptions:
     warmup_ratio: float = _opt(0.1, group=SCHEDULE)
     seed: int = _opt(1, group=SCHEDULE)
     num_threads: int | None = _opt(None, group=SCHEDULE, help="torch CPU threads per process")
+    group_by_length: bool = _opt(
+        False,
+        group=SCHEDULE,
+        help="batch items of similar length together (transformers' LengthGroupedSampler: "
+        "random groups of a few batches, sorted): less padding, faster steps",
+    )
 
     mixup_layer: int | None = _opt(None, group=XMIXUP, help="1-based (default per task)")
     alpha: float | None = _opt(

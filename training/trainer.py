@@ -249,6 +249,7 @@ def _fit(
         eval_records=eval_view(inputs.eval, opts.task, opts.select_on) if inputs.eval else None,
         tokenizer=tokenizer,
         eval_batch_size=opts.eval_batch_size,
+        group_by_length=opts.group_by_length,
     )
     resume = bool(opts.resume and checkpoint_dirs(ckpt_root))
     if opts.resume and not resume:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from training.evaluate import TorchPredictor, evaluate_records
 from training.losses import target_only_loss, xmixup_loss
@@ -66,6 +67,7 @@ class XMixupTrainer(Trainer):
         eval_records: list[dict[str, Any]] | None,
         tokenizer: Any,
         eval_batch_size: int,
+        group_by_length: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -79,9 +81,23 @@ class XMixupTrainer(Trainer):
         self.eval_records = eval_records
         self.xm_tokenizer = tokenizer
         self.xm_eval_batch_size = eval_batch_size
+        self.group_by_length = group_by_length
         self._window: dict[str, list[float]] = {}
         self.trajectory: list[dict[str, float]] = []
         self.eval_history: list[dict[str, Any]] = []
+
+    # -------------------------------------------------------------- sampling
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        """``--group-by-length``: the library's LengthGroupedSampler, fed our items' lengths
+        (the Trainer's own option would look for one ``input_ids`` column, and its name
+        changed across transformers 5 releases; ours are two streams)."""
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        if self.group_by_length and isinstance(dataset, FeatureDataset):
+            return LengthGroupedSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                lengths=dataset.lengths(),
+            )
+        return super()._get_train_sampler(train_dataset)
 
     # -------------------------------------------------------------- optimizer
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
@@ -257,6 +273,13 @@ def _nanmean(values: list[float]) -> float:
 class FeatureDataset(torch.utils.data.Dataset):
     def __init__(self, feats: list[dict[str, Any]]) -> None:
         self.feats = feats
+
+    def lengths(self) -> list[int]:
+        """Sub-tokens per item, both streams: what a batch's padding follows."""
+        return [
+            len(f.get("target_input_ids", ())) + len(f.get("source_input_ids", ()))
+            for f in self.feats
+        ]
 
     def __len__(self) -> int:
         return len(self.feats)
