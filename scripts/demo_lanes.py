@@ -39,9 +39,28 @@ class TaskResult:
 
 
 @dataclass
+class Cores:
+    """Threads for the next command of a lane: the cores shared by the lanes still running
+    (or DEMO_THREADS), so that the last lane's export and evaluation get every core."""
+
+    total: int
+    fixed: int | None
+    running: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def share(self) -> int:
+        with self.lock:
+            return self.fixed or max(1, self.total // max(1, self.running))
+
+    def finished(self) -> None:
+        with self.lock:
+            self.running -= 1
+
+
+@dataclass
 class Lane:
     plans: list[TaskPlan]
-    threads: int
+    cores: Cores
     doing: str = ""  # what the status line shows, e.g. "exporting qa"
     log: Path | None = None  # the running training's log, for its step count
     results: dict[str, TaskResult] = field(default_factory=dict)
@@ -75,10 +94,10 @@ def run_lanes(
 ) -> dict[str, TaskResult]:
     """Every task's chain, in lanes; returns each task's bundle and evaluation. A failed
     lane stops the other one (its child is interrupted) and its error is raised here."""
-    cores = os.cpu_count() or 1
-    groups = split_lanes(demo, plans, 2 if cores >= 2 else 1)
-    threads = demo.threads or max(1, cores // len(groups))
-    lanes = [Lane(g, threads) for g in groups]
+    n_cores = os.cpu_count() or 1
+    groups = split_lanes(demo, plans, 2 if n_cores >= 2 else 1)
+    cores = Cores(n_cores, demo.threads, running=len(groups))
+    lanes = [Lane(g, cores) for g in groups]
     for lane in lanes:
         lane.thread = threading.Thread(
             target=_run_lane,
@@ -119,16 +138,18 @@ def _run_lane(
         for plan in lane.plans:
             lane.doing, lane.log = f"training {plan.task}", demo.logs / f"train-{plan.task}.log"
             ckpt, train_key, train_s = stage_train(
-                demo, plan, backbone, backbone_id, digests, lane.threads
+                demo, plan, backbone, backbone_id, digests, lane.cores.share()
             )
             lane.doing, lane.log = f"exporting {plan.task}", None
             bundle, export_key, export_s = stage_export(demo, plan, ckpt, train_key)
             lane.doing = f"evaluating {plan.task}"
-            res = stage_evaluate(demo, plan, bundle, export_key, digests, lane.threads)
+            res = stage_evaluate(demo, plan, bundle, export_key, digests, lane.cores.share())
             lane.results[plan.task] = TaskResult(bundle, res, train_s, export_s)
         lane.doing = ""
     except BaseException as exc:  # handed to the main thread, which raises it
         lane.error = exc
+    finally:
+        lane.cores.finished()
 
 
 def _status_line(lanes: list[Lane], elapsed: float) -> str:

@@ -238,3 +238,37 @@ def test_evaluate_bundle_matches_checkpoint(tiny_backbone: Path, tmp_path: Path)
     assert onnx_res["per_lang"] == pytest.approx(torch_res["per_lang"])
     assert onnx_res["em"]["per_lang"] == pytest.approx(torch_res["em"]["per_lang"])
     assert onnx_res["lambda"]["mean"] == pytest.approx(torch_res["lambda"]["mean"], abs=1e-5)
+
+
+def test_group_by_length_batches_similar_lengths(tiny_backbone: Path, tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from training.xmixup_trainer import FeatureDataset, XMixupTrainer
+
+    rng = torch.Generator().manual_seed(0)
+    lengths = torch.randint(5, 120, (256,), generator=rng).tolist()
+    feats = [{"target_input_ids": [1] * n, "source_input_ids": [2] * (n // 2)} for n in lengths]
+    dataset = FeatureDataset(feats)
+    fake = SimpleNamespace(
+        args=SimpleNamespace(train_batch_size=8, gradient_accumulation_steps=1),
+        train_dataset=dataset,
+        group_by_length=True,
+    )
+    torch.manual_seed(0)  # the sampler draws from the global generator, as in training
+    order = list(XMixupTrainer._get_train_sampler(fake))  # type: ignore[arg-type]
+    assert sorted(order) == list(range(len(feats)))  # every item once
+
+    def padded(ids: list[int]) -> int:
+        cost = dataset.lengths()
+        return sum(max(cost[i] for i in ids[k : k + 8]) * 8 for k in range(0, len(ids), 8))
+
+    shuffled = torch.randperm(len(feats), generator=rng).tolist()
+    # grouped vs shuffled padding on these lengths: 0.63 typical, 0.66 at worst over 300
+    # generator states of both orders
+    assert padded(order) < 0.75 * padded(shuffled)
+
+    # and through the real Trainer, end to end
+    metrics = train(_opts("classify", tiny_backbone, tmp_path, group_by_length=True))
+    assert metrics["train"]["steps"] == 4
+    args = json.loads((tmp_path / "out" / "training_args.json").read_text())
+    assert args["options"]["group_by_length"] is True
