@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import signal
 import socket
@@ -44,36 +43,12 @@ sys.path.insert(0, str(REPO))
 
 from bench.hostinfo import host_info, merge_results  # noqa: E402
 from bench.lone_wait import bench_lone_wait  # noqa: E402
-
-SENTENCES = [
-    (
-        "Die Katze sitzt auf der Matte und schaut aus dem Fenster.",
-        "The cat sits on the mat and looks out of the window.",
-    ),
-    (
-        "Ich möchte nächste Woche einen Flug nach Berlin buchen.",
-        "I would like to book a flight to Berlin next week.",
-    ),
-    ("Wo ist der nächste Bahnhof?", "Where is the nearest train station?"),
-    (
-        "Die Firma meldete in diesem Quartal Rekordgewinne, obwohl die Kosten stark stiegen "
-        "und viele Analysten mit einem Verlust gerechnet hatten.",
-        "The company reported record profits this quarter, although costs rose sharply and many "
-        "analysts had expected a loss.",
-    ),
-    ("Das Wetter ist heute sehr schön, nicht wahr?", "The weather is very nice today, isn't it?"),
-    (
-        "Bitte schalte das Licht aus, wenn du den Raum verlässt, und schließe die Tür hinter dir, "
-        "damit die Wärme nicht entweicht.",
-        "Please turn off the light when you leave the room and close the door behind you so the "
-        "heat does not escape.",
-    ),
-    (
-        "Der Fluss fließt langsam durch die Altstadt.",
-        "The river flows slowly through the old town.",
-    ),
-    ("Sie liest jeden Abend ein Buch.", "She reads a book every evening."),
-]
+from bench.serve_inputs import (  # noqa: E402
+    SENTENCES,
+    BareOrt,
+    bench_ort,
+    requests_payloads,
+)
 
 
 def say(message: str) -> None:
@@ -114,72 +89,6 @@ def default_bundle() -> Path:
         ckpt = model.save_pretrained(Path(tmp) / "checkpoint")
         export_bundle(ckpt, out, name="bench-classify", force=True)
     return out
-
-
-def requests_payloads(n: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "inputs": [
-                {
-                    "target": SENTENCES[i % len(SENTENCES)][0],
-                    "source": SENTENCES[i % len(SENTENCES)][1],
-                }
-            ]
-        }
-        for i in range(n)
-    ]
-
-
-# ---------------------------------------------------------------------------------------------
-# (a) bare onnxruntime with the service's featurisation and batch policy
-# ---------------------------------------------------------------------------------------------
-class BareOrt:
-    """Bare onnxruntime with the service's featurisation and batch policy: the bench's inputs
-    (every sentence pair, as the service's clients send them), cut into batches of ``batch``
-    the way the batcher cuts a window (length-sorted), run back to back."""
-
-    def __init__(self, bundle_dir: Path, batch: int, threads: int | None, device: str) -> None:
-        from xmixup.core.bundle import load_bundle
-        from xmixup.core.featurize import TextEncoder
-        from xmixup.core.rows import Row, pad_rows
-        from xmixup.core.runner import Runner
-
-        bundle = load_bundle(bundle_dir)
-        enc = TextEncoder.for_bundle(bundle)  # as the service builds it
-        # onnxruntime's own defaults (threads spin-wait): what a user's bare session does
-        self.engine = Runner.for_bundle(bundle, device, threads)
-        # one batcher window (4 batches), and at least every sentence once, as the clients send
-        n = batch * max(4, math.ceil(len(SENTENCES) / batch))
-        t_enc, _ = enc.encode_texts(
-            [SENTENCES[i % len(SENTENCES)][0] for i in range(n)], [True] * n
-        )
-        s_enc, _ = enc.encode_texts(
-            [SENTENCES[i % len(SENTENCES)][1] for i in range(n)], [True] * n
-        )
-        rows = [
-            Row(np.asarray(t.ids, np.int64), np.asarray(s.ids, np.int64))
-            for t, s in zip(t_enc, s_enc, strict=True)
-        ]
-        rows.sort(key=lambda r: r.cost)  # the batcher sorts each window by length
-        self.batch = batch
-        self.batches = [pad_rows(rows[i : i + batch], bundle.pad_id)[0] for i in range(0, n, batch)]
-        self.engine.run(self.batches[0])  # warm-up
-
-    def run_for(self, duration: float) -> tuple[int, float]:
-        """(items, seconds): whole passes over the batches until ``duration`` has passed."""
-        done, start = 0, time.perf_counter()
-        while time.perf_counter() - start < duration:
-            for feeds in self.batches:
-                self.engine.run(feeds)
-                done += len(feeds["target_input_ids"])
-        return done, time.perf_counter() - start
-
-
-def bench_ort(
-    bundle_dir: Path, batch: int, threads: int | None, duration: float, device: str
-) -> dict[str, float]:
-    done, elapsed = BareOrt(bundle_dir, batch, threads, device).run_for(duration)
-    return {"items_per_s": done / elapsed, "batch": batch}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,17 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"bare onnxruntime, batch 1: {ort1['items_per_s']:.1f} items/s")
     lone_wait = bench_lone_wait(bundle, args.threads, SENTENCES[0])
     say(f"a lone request through the batcher (ms, p50): {lone_wait}")
-    turns = {"rounds": 3 if args.quick else 6, "seconds": duration / 3}
-    one_client = bench_turns(bundle, env, args, batch=1, clients=1, **turns)
-    saturation = bench_turns(
-        bundle, env, args, batch=args.max_batch_size, clients=max(levels), **turns
-    )
-    for what, t in (("a lone client", one_client), (f"{max(levels)} clients", saturation)):
-        say(
-            f"{what} vs bare batch {t['ort_batch']}, in {t['rounds']} alternating turns: "
-            f"{t['service_items_per_s']:.1f} vs {t['ort_items_per_s']:.1f} items/s = "
-            f"{t['ratio']:.2f} (per turn {t['ratio_per_turn']})"
-        )
+    one_client, saturation = side_by_side(bundle, env, args, max(levels), duration)
     service = bench_service(bundle, env, levels, duration, "service    ")
     nobatch = bench_service(
         bundle,
@@ -431,18 +330,38 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     merge_results(out, result)  # keeps other benches' keys (bench/startup.py: "startup")
     plot(result, out.with_suffix(".png"))
+    report(result, args.max_batch_size, max(levels), out)
+    return 0
+
+
+def side_by_side(
+    bundle: Path, env: dict[str, str], args: argparse.Namespace, most: int, duration: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two ratios with goals, each in alternating turns: a lone client vs bare batch 1,
+    ``most`` clients vs bare --max-batch-size."""
+    turns = {"rounds": 3 if args.quick else 6, "seconds": duration / 3}
+    one_client = bench_turns(bundle, env, args, batch=1, clients=1, **turns)
+    saturation = bench_turns(bundle, env, args, batch=args.max_batch_size, clients=most, **turns)
+    for what, t in (("a lone client", one_client), (f"{most} clients", saturation)):
+        say(
+            f"{what} vs bare batch {t['ort_batch']}, in {t['rounds']} alternating turns: "
+            f"{t['service_items_per_s']:.1f} vs {t['ort_items_per_s']:.1f} items/s = "
+            f"{t['ratio']:.2f} (per turn {t['ratio_per_turn']})"
+        )
+    return one_client, saturation
+
+
+def report(result: dict[str, Any], max_batch_size: int, most: int, out: Path) -> None:
     say(
         f"1 client / ort batch 1 = {result['one_client_vs_ort_batch1'] or float('nan'):.2f} "
-        f"(goal ≥ 0.9); {max(levels)} clients / ort = {result['saturation_vs_ort']:.2f} "
-        "(goal ≥ 0.95)"
+        f"(goal ≥ 0.9); {most} clients / ort = {result['saturation_vs_ort']:.2f} (goal ≥ 0.95)"
     )
     say(
         f"service/ort = {result['service_vs_ort']:.2f} (goal ≥ 0.85); batching speedup @32 = "
         f"{result['batching_speedup_32'] or float('nan'):.2f} (goal ≥ 4; onnxruntime's own "
-        f"batch-{args.max_batch_size}/batch-1 ratio here: {result['ort_batching_ceiling']:.2f}); "
+        f"batch-{max_batch_size}/batch-1 ratio here: {result['ort_batching_ceiling']:.2f}); "
         f"wrote {out}"
     )
-    return 0
 
 
 if __name__ == "__main__":
