@@ -116,7 +116,10 @@ class Demo:
         if code == 130 or self.stopping:  # the CLI turns Ctrl-C into exit status 130
             raise KeyboardInterrupt
         if code != 0:
-            raise DemoError(f"`xmixup {args[0]}` failed (exit {code}); see {log_path}")
+            raise DemoError(
+                f"`xmixup {args[0]}` failed (exit {code}); the end of {log_path}:\n"
+                + log_tail(log_path)
+            )
 
     def stop_commands(self) -> None:
         """Interrupt every running `xmixup` child (it cleans up as on Ctrl-C), then wait."""
@@ -155,6 +158,17 @@ class Demo:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+
+
+def log_tail(path: Path, lines: int = 12) -> str:
+    """The last ``lines`` lines of a child's log as a terminal would show them: each progress
+    bar's last redraw only (tqdm redraws after a carriage return), without the trainer's
+    per-step metric dicts."""
+    with path.open(encoding="utf-8", errors="replace", newline="") as f:  # keep the \r
+        text = f.read()
+    shown = [line.rsplit("\r", 1)[-1].rstrip() for line in text.split("\n")]
+    kept = [line for line in shown if line and not line.lstrip().startswith("{'")]
+    return "\n".join("  " + line for line in kept[-lines:])
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,29 @@ def test_summary_names_bundles_relative_to_the_repository(scripts_path: Path) ->
     assert summary_entry(demo, PLANS[0], elsewhere, res, 1.0, 1.0)["bundle"] == str(elsewhere)
 
 
+def test_a_failed_command_shows_the_end_of_its_log(scripts_path: Path, tmp_path: Path) -> None:
+    from demo_plan import DemoError
+    from demo_session import Demo
+
+    demo = Demo(tmp_path / "demo", None, False, None, "127.0.0.1", 8000, None)
+    with pytest.raises(DemoError) as err:
+        demo.xmixup(["train", "--task", "summarise"], "bad")
+    message = str(err.value)
+    assert "`xmixup train` failed (exit 2)" in message
+    assert "invalid choice: 'summarise'" in message  # the CLI's own error, from the log
+    assert message.count("\n") <= 13
+    assert str(tmp_path / "demo" / "logs" / "bad.log") in message
+
+
+def test_log_tail_shows_a_progress_bar_once(scripts_path: Path, tmp_path: Path) -> None:
+    from demo_session import log_tail
+
+    log = tmp_path / "train.log"
+    bars = "".join(f"\r{k}/3 [00:0{k}<00:00]" for k in range(4))
+    log.write_text(f"$ xmixup train\n{bars}\n{{'loss': '0.5'}}\nRuntimeError: boom\n")
+    assert log_tail(log) == "  $ xmixup train\n  3/3 [00:03<00:00]\n  RuntimeError: boom"
+
+
 def test_missing_demo_data_says_how_to_rebuild_it(
     scripts_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
