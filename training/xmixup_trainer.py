@@ -89,8 +89,7 @@ class XMixupTrainer(Trainer):
     # -------------------------------------------------------------- sampling
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         """``--group-by-length``: the library's LengthGroupedSampler, fed our items' lengths
-        (the Trainer's own option would look for one ``input_ids`` column, and its name
-        changed across transformers 5 releases; ours are two streams)."""
+        (the Trainer's own option measures one ``input_ids`` column; ours are two streams)."""
         dataset = self.train_dataset if train_dataset is None else train_dataset
         if self.group_by_length and isinstance(dataset, FeatureDataset):
             return LengthGroupedSampler(
