@@ -68,13 +68,13 @@ def side_by_side(task: str, first: str, work: Path, args: argparse.Namespace) ->
     procs = {}
     for method in order:
         out = work / f"{task}-{method}"
-        log = (work / f"{task}-{method}.log").open("w")
-        procs[method] = (
-            out,
-            subprocess.Popen(
-                train_command(task, method, out, args), stdout=log, stderr=subprocess.STDOUT
-            ),
-        )
+        with (work / f"{task}-{method}.log").open("w") as log:  # the child keeps its own handle
+            procs[method] = (
+                out,
+                subprocess.Popen(
+                    train_command(task, method, out, args), stdout=log, stderr=subprocess.STDOUT
+                ),
+            )
     seconds = {}
     for method, (out, proc) in procs.items():
         if proc.wait() != 0:

@@ -7,11 +7,11 @@ import sys
 import threading
 from pathlib import Path
 
-_TTY = sys.stdout.isatty()
+TTY = sys.stdout.isatty()
 
 
 def colour(code: str, text: str) -> str:
-    return f"\033[{code}m{text}\033[0m" if _TTY else text
+    return f"\033[{code}m{text}\033[0m" if TTY else text
 
 
 _PRINT = threading.Lock()  # two lanes print stage lines; the status line is redrawn between
@@ -19,14 +19,14 @@ _PRINT = threading.Lock()  # two lanes print stage lines; the status line is red
 
 def say(text: str = "") -> None:
     with _PRINT:
-        sys.stdout.write(("\r\033[K" if _TTY else "") + text + "\n")
+        sys.stdout.write(("\r\033[K" if TTY else "") + text + "\n")
         sys.stdout.flush()
 
 
 def status(text: str) -> None:
     """The progress line: redrawn in place on a terminal, a plain line in a log."""
     with _PRINT:
-        if _TTY:
+        if TTY:
             sys.stdout.write("\r\033[K" + text)
         else:
             sys.stdout.write(text + "\n")

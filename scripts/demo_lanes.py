@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from demo_console import _TTY, fmt_s, status
+from demo_console import TTY, fmt_s, status
 from demo_plan import TaskPlan
 from demo_session import Demo
 from demo_stages import stage_evaluate, stage_export, stage_train
 
-STATUS_EVERY_S = 1.0 if _TTY else 30.0  # a log gets a progress line every half minute
+STATUS_EVERY_S = 1.0 if TTY else 30.0  # a log gets a progress line every half minute
 _STEP = re.compile(rb"(\d+)/(\d+) \[")  # tqdm's "45/100 [" in a child's log
 
 
@@ -67,7 +67,6 @@ class Lane:
     log: Path | None = None  # the running training's log, for its step count
     results: dict[str, TaskResult] = field(default_factory=dict)
     error: BaseException | None = None
-    thread: threading.Thread | None = None
 
 
 def plan_cost(demo: Demo, plan: TaskPlan) -> int:
@@ -100,17 +99,20 @@ def run_lanes(
     groups = split_lanes(demo, plans, 2 if n_cores >= 2 else 1)
     cores = Cores(n_cores, demo.threads, running=len(groups))
     lanes = [Lane(g, cores) for g in groups]
-    for lane in lanes:
-        lane.thread = threading.Thread(
+    threads = [
+        threading.Thread(
             target=_run_lane,
             args=(demo, lane, backbone, backbone_id, digests),
             name=f"lane-{'+'.join(p.task for p in lane.plans)}",
             daemon=True,  # an interrupt that cannot stop a child must not block the exit
         )
-        lane.thread.start()
+        for lane in lanes
+    ]
+    for thread in threads:
+        thread.start()
     started, shown = time.monotonic(), 0.0
     try:
-        while any(lane.thread.is_alive() for lane in lanes if lane.thread):
+        while any(thread.is_alive() for thread in threads):
             if any(lane.error is not None for lane in lanes):
                 break
             time.sleep(0.2)
@@ -121,14 +123,14 @@ def run_lanes(
                 if line:
                     status(line)
     except KeyboardInterrupt:
-        _stop(demo, lanes)
+        _stop(demo, threads)
         raise
     failed = [lane.error for lane in lanes if lane.error is not None]
     if failed:
-        _stop(demo, lanes)
+        _stop(demo, threads)
         real = [e for e in failed if not isinstance(e, KeyboardInterrupt)]
         raise real[0] if real else failed[0]
-    if _TTY:
+    if TTY:
         status("")  # clear the status line
     return {task: res for lane in lanes for task, res in lane.results.items()}
 
@@ -175,8 +177,7 @@ def _last_step(log: Path) -> tuple[int, int] | None:
     return (int(found[-1][0]), int(found[-1][1])) if found else None
 
 
-def _stop(demo: Demo, lanes: list[Lane]) -> None:
+def _stop(demo: Demo, threads: list[threading.Thread]) -> None:
     demo.stop_commands()
-    for lane in lanes:
-        if lane.thread is not None:
-            lane.thread.join(timeout=30)
+    for thread in threads:
+        thread.join(timeout=30)
