@@ -43,20 +43,45 @@ class TaskResult:
 @dataclass
 class Cores:
     """Threads for the next command of a lane: the cores shared by the lanes still running
-    (or DEMO_THREADS), so that the last lane's export and evaluation get every core."""
+    (or DEMO_THREADS), so that the last lane's commands get every core. A running training
+    is widened too: it re-reads its threads file (``xmixup train --threads-file``) before
+    every step, and each file is rewritten when a lane ends."""
 
     total: int
     fixed: int | None
     running: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    files: set[Path] = field(default_factory=set)
 
     def share(self) -> int:
         with self.lock:
-            return self.fixed or max(1, self.total // max(1, self.running))
+            return self._share()
+
+    def _share(self) -> int:
+        return self.fixed or max(1, self.total // max(1, self.running))
+
+    def track(self, path: Path) -> None:
+        """Write the current share to ``path`` and keep it up to date until ``untrack``."""
+        with self.lock:
+            self.files.add(path)
+            _write_count(path, self._share())
+
+    def untrack(self, path: Path) -> None:
+        with self.lock:
+            self.files.discard(path)
 
     def finished(self) -> None:
         with self.lock:
             self.running -= 1
+            for path in self.files:
+                _write_count(path, self._share())
+
+
+def _write_count(path: Path, n: int) -> None:
+    """Replace the file whole: the reader never sees it half written."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{n}\n")
+    os.replace(tmp, path)
 
 
 @dataclass
@@ -141,9 +166,15 @@ def _run_lane(
     try:
         for plan in lane.plans:
             lane.doing, lane.log = f"training {plan.task}", demo.logs / f"train-{plan.task}.log"
-            ckpt, train_key, train_s = stage_train(
-                demo, plan, backbone, backbone_id, digests, lane.cores.share()
-            )
+            threads_file = demo.logs / f"threads-{plan.task}"
+            demo.logs.mkdir(parents=True, exist_ok=True)
+            lane.cores.track(threads_file)
+            try:
+                ckpt, train_key, train_s = stage_train(
+                    demo, plan, backbone, backbone_id, digests, lane.cores.share(), threads_file
+                )
+            finally:
+                lane.cores.untrack(threads_file)
             lane.doing, lane.log = f"exporting {plan.task}", None
             bundle, export_key, export_s = stage_export(demo, plan, ckpt, train_key)
             lane.doing = f"evaluating {plan.task}"

@@ -83,7 +83,10 @@ def stage_train(
     backbone_id: str,
     digests: dict[str, str],
     threads: int | None,
+    threads_file: Path | None = None,
 ) -> tuple[Path, str, float]:
+    """Train ``plan``'s model (or reuse the last one trained with these arguments). The child
+    starts with ``threads`` and re-reads ``threads_file`` before every step."""
     steps = demo.steps_for(plan)
     what = f"training the {plan.task} model: {plan.title}, {steps} steps"
     stage = demo.begin(what, f"train-{plan.task}")
@@ -117,6 +120,8 @@ def stage_train(
     )
     if threads:
         args += ["--num-threads", str(threads)]
+    if threads_file is not None:
+        args += ["--threads-file", str(threads_file)]
     stamp = demo.stamp_ok(f"train-{plan.task}", key, ckpt / "config.json")
     if stamp:
         demo.reused(stage)

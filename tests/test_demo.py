@@ -217,3 +217,21 @@ def test_demo_ctrl_c_leaves_nothing_half_written(tmp_path: Path, tiny_backbone: 
     assert not (out / "checkpoints" / "classify").exists()
     assert not (out / ".stamps" / "train-classify.json").exists()
     assert (out / ".stamps" / "data.json").exists()  # finished stages stay for the re-run
+
+
+def test_a_lane_ending_widens_the_running_training(scripts_path: Path, tmp_path: Path) -> None:
+    from demo_lanes import Cores
+
+    cores = Cores(total=2, fixed=None, running=2)
+    qa, tag = tmp_path / "threads-qa", tmp_path / "threads-tag"
+    cores.track(qa)
+    cores.track(tag)
+    assert qa.read_text() == tag.read_text() == "1\n"
+    cores.untrack(tag)  # tag's training is over: its file is left alone from now on
+    cores.finished()  # ... and its lane has ended: qa's training gets both cores
+    assert (qa.read_text(), tag.read_text(), cores.share()) == ("2\n", "1\n", 2)
+    assert not list(tmp_path.glob("*.tmp"))
+    fixed = Cores(total=2, fixed=1, running=2)  # DEMO_THREADS holds whatever ends
+    fixed.track(qa)
+    fixed.finished()
+    assert qa.read_text() == "1\n"

@@ -27,8 +27,8 @@ def max_frozen_layers(model: XMixupModel) -> int:
 def freeze(model: XMixupModel, embeddings: bool, layers: int) -> None:
     """Fix the word embeddings and/or the embedding block plus the lowest `layers` layers.
 
-    Frozen layers run under `torch.no_grad()` (XMixupModel.frozen_layers): same outputs, no
-    autograd graph. Raises UserError naming the flag when `layers` is out of range.
+    Frozen layers run under `torch.no_grad()` and in eval mode (XMixupModel.frozen_layers,
+    XMixupModel.train): no autograd graph, no dropout. Raises UserError naming the flag when `layers` is out of range.
     """
     limit = max_frozen_layers(model)
     if not 0 <= layers <= limit:

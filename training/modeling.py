@@ -169,6 +169,17 @@ class XMixupModel(nn.Module):
         assert self.config.mixup_layer is not None
         return self.config.mixup_layer - 1
 
+    def train(self, mode: bool = True) -> XMixupModel:
+        """Frozen layers (and the embedding block under them) stay in eval mode: a fixed
+        feature extractor, no dropout. Dropout was ~15 % of a demo QA step on CPU and, with
+        no weights to regularise below the mix, only noised the features (2.89 -> 2.59 s/step)."""
+        super().train(mode)
+        if mode and self.frozen_layers:
+            self.encoder.embeddings.eval()
+            for layer in self.layers[: self.frozen_layers]:
+                layer.eval()
+        return self
+
     def _frozen(self, layer_index: int) -> contextlib.AbstractContextManager[None]:
         return torch.no_grad() if layer_index < self.frozen_layers else contextlib.nullcontext()
 

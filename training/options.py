@@ -70,6 +70,12 @@ class TrainOptions:
     warmup_ratio: float = _opt(0.1, group=SCHEDULE)
     seed: int = _opt(1, group=SCHEDULE)
     num_threads: int | None = _opt(None, group=SCHEDULE, help="torch CPU threads per process")
+    threads_file: str | None = _opt(
+        None,
+        group=SCHEDULE,
+        help="a file holding a thread count, re-read before every step: a scheduler that "
+        "shares the cores between jobs (make demo) widens a running training when others end",
+    )
     group_by_length: bool = _opt(
         False,
         group=SCHEDULE,

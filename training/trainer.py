@@ -28,6 +28,7 @@ from training.pseudo_labels import TARGET_LOSS_METHODS, resolve_target_labels
 from training.run_checkpoints import average_checkpoints, checkpoint_dirs, refuse_unasked_resume
 from training.sampling import SamplingPlan, make_plan
 from training.schedule import Schedule, make_schedule, training_arguments, world_size
+from training.threads import ThreadsFromFile
 from training.trust import fit_trust_head
 from training.xmixup_trainer import FeatureDataset, StepTimer, XMixupTrainer
 from xmixup.core.special_tokens import pad_id_of
@@ -240,7 +241,7 @@ def _fit(
         # The Trainer insists on an eval dataset for step evaluation; ours reads eval_records.
         eval_dataset=FeatureDataset([{}]) if has_eval else None,
         data_collator=Collator(opts.task, pad_id),
-        callbacks=[timer],
+        callbacks=[timer, ThreadsFromFile(opts.threads_file)] if opts.threads_file else [timer],
         xm_model=model,
         plan=feats.plan,
         alpha=opts.alpha if opts.alpha is not None else DEFAULT_ALPHA[opts.task],
@@ -292,6 +293,8 @@ def _finalise(
             TorchPredictor(model, tokenizer), inputs.eval, batch_size=opts.eval_batch_size
         )
         print(format_table(final_eval))
+    if opts.threads_file:  # cores freed while the loop ran serve the trust head's fit too
+        ThreadsFromFile(opts.threads_file).poll()
     if opts.method == "xmixup" and not opts.no_trust_head:  # after the eval: metrics unchanged
         fit_trust_head(model, tokenizer, inputs.train, opts.task, seed=opts.seed)
     model.save_pretrained(out_dir, tokenizer_dir=inputs.backbone)

@@ -71,3 +71,20 @@ def test_out_of_range_is_refused_naming_the_flag(backbone, method, layers, limit
     assert max_frozen_layers(model) == limit
     with pytest.raises(UserError, match="--freeze-layers"):
         freeze(model, embeddings=False, layers=layers)
+
+
+def test_frozen_layers_run_without_dropout_in_training(backbone) -> None:
+    model = make_tiny_model(backbone, "classify", mixup_layer=3)
+    freeze(model, embeddings=True, layers=2)
+    model.train()  # the Trainer calls this before every step
+    assert not model.encoder.embeddings.training
+    assert [layer.training for layer in model.layers] == [False, False, True, True]
+    assert model.head.training and model.gate.training
+    # The frozen part is a fixed function in training too: two passes agree below the mix.
+    ids, mask = random_batch([7, 5], seed=4)
+    states = [model._run(model._embed(ids), mask, 0, 2, None) for _ in range(2)]
+    assert torch.equal(states[0], states[1])
+    above = [model._run(states[0], mask, 2, 3, None) for _ in range(2)]
+    assert not torch.equal(above[0], above[1])  # dropout still acts where weights train
+    model.eval()
+    assert not any(m.training for m in model.modules())
