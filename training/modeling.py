@@ -11,7 +11,6 @@ Checkpoints are read and written by training/checkpoint.py.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -21,6 +20,7 @@ from torch import nn
 
 from training.checkpoint import CONFIG_FILE, load_weights, read_checkpoint_config, write_checkpoint
 from training.config import XMixupConfig
+from training.freeze import FrozenLowerLayers
 from training.heads import build_head, combine_streams
 from training.mixup import (
     EntropyGate,
@@ -68,7 +68,7 @@ class _Mixed(NamedTuple):
     source_mix: torch.Tensor  # the source after the mixup layer's attention sublayer
 
 
-class XMixupModel(nn.Module):
+class XMixupModel(FrozenLowerLayers, nn.Module):
     """X-Mixup over a BERT / RoBERTa / XLM-R encoder (Yang et al., ICLR 2022).
 
     Build with `from_backbone(path, config)` (HF encoder directory) or `from_pretrained(dir)`
@@ -168,20 +168,6 @@ class XMixupModel(nn.Module):
         """0-based index of the mixup layer."""
         assert self.config.mixup_layer is not None
         return self.config.mixup_layer - 1
-
-    def train(self, mode: bool = True) -> XMixupModel:
-        """Frozen layers (and the embedding block under them) stay in eval mode: a fixed
-        feature extractor, no dropout. Dropout was ~15 % of a demo QA step on CPU and, with
-        no weights to regularise below the mix, only noised the features (2.89 -> 2.59 s/step)."""
-        super().train(mode)
-        if mode and self.frozen_layers:
-            self.encoder.embeddings.eval()
-            for layer in self.layers[: self.frozen_layers]:
-                layer.eval()
-        return self
-
-    def _frozen(self, layer_index: int) -> contextlib.AbstractContextManager[None]:
-        return torch.no_grad() if layer_index < self.frozen_layers else contextlib.nullcontext()
 
     def _embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         # Token types are all zero, as the reference code does (docs/ARCHITECTURE.md).

@@ -25,6 +25,9 @@ class ThreadsFromFile(TrainerCallback):
     def on_step_begin(self, args, state, control, **kw):
         self.poll()
 
+    def on_train_end(self, args, state, control, **kw):
+        self.poll()  # what runs after the loop (the trust head's fit) gets freed cores too
+
     def poll(self) -> None:
         """Apply the file's count if it changed since the last look."""
         try:
@@ -38,3 +41,4 @@ class ThreadsFromFile(TrainerCallback):
         if wanted >= 1 and wanted != torch.get_num_threads():
             logger.info("threads: %d -> %d (%s)", torch.get_num_threads(), wanted, self.path)
             torch.set_num_threads(wanted)
+

@@ -293,8 +293,6 @@ def _finalise(
             TorchPredictor(model, tokenizer), inputs.eval, batch_size=opts.eval_batch_size
         )
         print(format_table(final_eval))
-    if opts.threads_file:  # cores freed while the loop ran serve the trust head's fit too
-        ThreadsFromFile(opts.threads_file).poll()
     if opts.method == "xmixup" and not opts.no_trust_head:  # after the eval: metrics unchanged
         fit_trust_head(model, tokenizer, inputs.train, opts.task, seed=opts.seed)
     model.save_pretrained(out_dir, tokenizer_dir=inputs.backbone)
