@@ -41,4 +41,3 @@ class ThreadsFromFile(TrainerCallback):
         if wanted >= 1 and wanted != torch.get_num_threads():
             logger.info("threads: %d -> %d (%s)", torch.get_num_threads(), wanted, self.path)
             torch.set_num_threads(wanted)
-
