@@ -7,7 +7,9 @@ lanes side by side, each of its `xmixup` children with half the cores: the costl
 (steps × batch × length, QA) gets a lane of its own, the others share the second
 (longest-processing-time first), in plan order within a lane. One core: one lane. A fresh
 clone's `DEMO_SERVE=0 make demo` went from 16.2 min (one chain after the other, each command with
-both cores) to 11.8 min (with --group-by-length for classify and tag; install 1.2 min).
+both cores) to 11.8 min (with --group-by-length for classify and tag; install 1.2 min), and to
+10.8 / 10.7 min (two runs; install 1.3) once the ending lane's cores went to the running QA
+training (Cores, `xmixup train --threads-file`) and frozen layers lost their dropout.
 
 The terminal shows each stage's line as it starts and ends (numbered by the plan, not by the
 order they run) and one status line with each lane's progress, read from the children's logs.
