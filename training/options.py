@@ -120,6 +120,13 @@ class TrainOptions:
         group=XMIXUP,
         help="do not fit the translation-trust head (xmixup trust) at the end of an X-Mixup run",
     )
+    no_source_rate: float = _opt(
+        0.0,
+        group=XMIXUP,
+        metavar="Q",
+        help="train the no-translation fallback: each item gets its own target as the source "
+        "with probability Q, as the service does for a request without one",
+    )
     sampling_k: float | None = _opt(
         None, group=XMIXUP, help="inverse-sigmoid decay k (default 1000, QA 2000)"
     )
@@ -186,6 +193,11 @@ class TrainOptions:
             raise UserError(f"--select-on must be target or source, not {self.select_on!r}")
         if not 0.0 <= self.source_noise <= 1.0:
             raise UserError(f"--source-noise {self.source_noise} is not a probability in [0, 1]")
+        if not 0.0 <= self.no_source_rate < 1.0:
+            raise UserError(
+                f"--no-source-rate {self.no_source_rate} is not a probability in [0, 1)",
+                "1 would never show the model a translation",
+            )
         if self.alpha is not None and not 0.0 <= self.alpha <= 1.0:
             raise UserError(f"--alpha {self.alpha} is not in [0, 1]")
         if self.target_labels not in (None, "gold", "pseudo"):

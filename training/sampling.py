@@ -9,6 +9,13 @@ back-translations. With neither, the real source is always used and the run log 
 The coin is flipped once per optimisation step (per batch) as the paper describes, not once
 per epoch as the reference code effectively does. The draw is a pure function of
 ``(seed, step)``: a resumed run and every DDP rank see the same coin for the same step.
+
+A third variant is not in the paper: "no source" (``--no-source-rate Q``). Each item of a
+batch, independently with probability Q, gets its own target as the source, which is exactly
+what the service feeds when a request carries no translation. Without it the model never sees
+that input in training, and the no-source fallback scored below translate-train on
+classification (docs/RESULTS.md); with it, the fallback is a trained path. Its draw is a pure
+function of ``(seed, step)`` too.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ class SamplingPlan:
     k: float
     seed: int
     fallback: SourceKind
+    no_source_rate: float = 0.0
 
     def use_real(self, step: int) -> bool:
         """The per-step coin: True -> real source for the whole batch at this step."""
@@ -58,11 +66,26 @@ class SamplingPlan:
         u = np.random.default_rng([self.seed, step, 0x5EED]).random()
         return bool(u <= p_real(step, self.k))
 
+    def no_source_items(self, step: int, n: int) -> np.ndarray:
+        """[n] bool: the items of the batch at ``step`` that get their target as the source."""
+        if self.no_source_rate <= 0:
+            return np.zeros(n, dtype=bool)
+        u = np.random.default_rng([self.seed, step, 0x0505]).random(n)
+        return u < self.no_source_rate
+
     def p_real_at(self, step: int) -> float:
         """p_real for this plan (1 when there is nothing to substitute)."""
         return 1.0 if self.fallback == "real" else p_real(step, self.k)
 
     def describe(self) -> str:
+        no_source = (
+            f"; each item gets its target as the source with probability {self.no_source_rate:g}"
+            if self.no_source_rate > 0
+            else ""
+        )
+        return self._describe_fallback() + no_source
+
+    def _describe_fallback(self) -> str:
         if self.fallback == "real":
             return (
                 "scheduled sampling off: no source_bt in the data and --source-noise 0, "
@@ -79,7 +102,13 @@ class SamplingPlan:
 
 
 def make_plan(
-    task: str, *, has_bt: bool, noise_p: float, seed: int, k: float | None = None
+    task: str,
+    *,
+    has_bt: bool,
+    noise_p: float,
+    seed: int,
+    k: float | None = None,
+    no_source_rate: float = 0.0,
 ) -> SamplingPlan:
     """The run's sampling plan from what the data offers and the ``--source-noise`` level."""
     k = float(k if k is not None else DEFAULT_K[task])
@@ -89,4 +118,4 @@ def make_plan(
         fallback = "noise"
     else:
         fallback = "real"
-    return SamplingPlan(k=k, seed=seed, fallback=fallback)
+    return SamplingPlan(k=k, seed=seed, fallback=fallback, no_source_rate=no_source_rate)

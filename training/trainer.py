@@ -165,9 +165,7 @@ def _build_model(opts: TrainOptions, inputs: _Inputs) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def _has_bt(record: dict[str, Any], task: str) -> bool:
-    key = {"classify": "source_bt", "tag": "source_bt_tokens", "qa": "source_bt_context"}[task]
-    return bool(record.get(key))
+_BT_KEY = {"classify": "source_bt", "tag": "source_bt_tokens", "qa": "source_bt_context"}
 
 
 def _featurise(opts: TrainOptions, inputs: _Inputs, config: Any, tokenizer: Any) -> _Features:
@@ -177,10 +175,11 @@ def _featurise(opts: TrainOptions, inputs: _Inputs, config: Any, tokenizer: Any)
     task, method, recs = opts.task, opts.method, inputs.train
     plan = make_plan(
         task,
-        has_bt=any(_has_bt(r, task) for r in recs),
+        has_bt=any(r.get(_BT_KEY[task]) for r in recs),
         noise_p=opts.source_noise,
         seed=opts.seed,
         k=opts.sampling_k,
+        no_source_rate=opts.no_source_rate,
     )
     if method != "xmixup":
         plan = SamplingPlan(k=plan.k, seed=opts.seed, fallback="real")

@@ -168,9 +168,15 @@ class XMixupTrainer(Trainer):
         prefix = "source" if use_real else "alt_source"
         s_ids, s_mask = inputs[f"{prefix}_input_ids"], inputs[f"{prefix}_attention_mask"]
         is_real = inputs["source_is_original"] if use_real else inputs["alt_is_real"]
+        own = self.plan.no_source_items(step, len(t_ids)) if model.training else None
+        if own is not None and own.any():
+            own_t = torch.as_tensor(own, device=t_ids.device)
+            pad_id = self.xm_tokenizer.pad_token_id
+            s_ids, s_mask = _own_source(s_ids, s_mask, t_ids, t_mask, own_t, pad_id)
+            is_real = is_real & ~own_t
         batch = dict(inputs)
         batch["source_attention_mask"] = s_mask
-        if self.task == "tag" and not use_real:
+        if self.task == "tag" and s_ids.shape[1] != inputs["source_labels"].shape[1]:
             # Stand-in sources have other lengths; their label rows are unused (weight 0) and
             # items that kept their real source are aligned position by position.
             batch["source_labels"] = _fit_width(inputs["source_labels"], s_ids.shape[1], -100)
@@ -255,6 +261,22 @@ class _QAView:
         self.source_logits = (out.source_logits[..., 0], out.source_logits[..., 1])
         self.source_last_hidden = out.source_last_hidden
         self.target_last_hidden = out.target_last_hidden
+
+
+def _own_source(
+    s_ids: torch.Tensor,
+    s_mask: torch.Tensor,
+    t_ids: torch.Tensor,
+    t_mask: torch.Tensor,
+    rows: torch.Tensor,
+    pad_id: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The source batch with ``rows`` replaced by their targets (the service's no-source input)."""
+    width = max(s_ids.shape[1], t_ids.shape[1])
+    pick = rows[:, None]
+    ids = torch.where(pick, _fit_width(t_ids, width, pad_id), _fit_width(s_ids, width, pad_id))
+    mask = torch.where(pick, _fit_width(t_mask, width, 0), _fit_width(s_mask, width, 0))
+    return ids, mask
 
 
 def _fit_width(t: torch.Tensor, width: int, fill: int) -> torch.Tensor:

@@ -53,3 +53,20 @@ def test_plan_fallbacks() -> None:
     assert real.p_real_at(10**6) == 1.0
     assert "real source is used at every step" in real.describe()
     assert "noisy source" in make_plan("tag", has_bt=False, noise_p=0.3, seed=1).describe()
+
+
+def test_no_source_draw_is_seeded_per_item_and_follows_the_rate() -> None:
+    off = make_plan("classify", has_bt=False, noise_p=0.0, seed=1)
+    assert not off.no_source_items(5, 16).any()
+    plan = make_plan("classify", has_bt=False, noise_p=0.0, seed=1, no_source_rate=0.25)
+    a = plan.no_source_items(5, 16)
+    assert a.shape == (16,) and a.dtype == bool
+    # a pure function of (seed, step): resumes and DDP ranks draw the same items
+    assert (plan.no_source_items(5, 16) == a).all()
+    assert not all((plan.no_source_items(s, 16) == a).all() for s in range(6, 10))
+    many = np.concatenate([plan.no_source_items(s, 16) for s in range(500)])
+    assert many.mean() == pytest.approx(0.25, abs=0.02)
+    # independent of the per-step coin: the real source still goes in at every step
+    assert all(plan.use_real(s) for s in range(0, 5000, 97))
+    assert "target as the source with probability 0.25" in plan.describe()
+    assert "real source is used at every step" in plan.describe()

@@ -272,3 +272,54 @@ def test_group_by_length_batches_similar_lengths(tiny_backbone: Path, tmp_path: 
     assert metrics["train"]["steps"] == 4
     args = json.loads((tmp_path / "out" / "training_args.json").read_text())
     assert args["options"]["group_by_length"] is True
+
+
+def test_own_source_swaps_rows_and_pads_to_the_wider_stream() -> None:
+    from training.xmixup_trainer import _own_source
+
+    s_ids = torch.tensor([[5, 6, 7, 1, 1], [8, 9, 1, 1, 1]])
+    s_mask = (s_ids != 1).long()
+    t_ids = torch.tensor([[20, 21, 22, 23, 24, 25, 26], [30, 31, 1, 1, 1, 1, 1]])
+    t_mask = (t_ids != 1).long()
+    ids, mask = _own_source(s_ids, s_mask, t_ids, t_mask, torch.tensor([False, True]), 1)
+    assert ids.tolist() == [[5, 6, 7, 1, 1, 1, 1], [30, 31, 1, 1, 1, 1, 1]]
+    assert mask.tolist() == [[1, 1, 1, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("task", ["classify", "tag"])
+def test_no_source_rate_feeds_targets_as_sources(
+    task: str, tiny_backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--no-source-rate: the drawn items reach the model with their target as the source."""
+    from training.modeling import XMixupModel
+    from training.sampling import make_plan
+
+    seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    forward = XMixupModel.forward
+
+    def spy(self, *args, **kw):
+        if self.training:
+            seen.append(
+                (kw["target_input_ids"], kw["source_input_ids"], kw["source_attention_mask"])
+            )
+        return forward(self, *args, **kw)
+
+    monkeypatch.setattr(XMixupModel, "forward", spy)
+    opts = _opts(task, tiny_backbone, tmp_path, eval=None, no_source_rate=0.5, seed=3)
+    metrics = train(opts)
+    assert "target as the source with probability 0.5" in metrics["train"]["sampling"]
+    plan = make_plan(task, has_bt=False, noise_p=0.0, seed=3, no_source_rate=0.5)
+    assert len(seen) == opts.max_steps
+    swapped = kept = 0
+    for step, (t_ids, s_ids, s_mask) in enumerate(seen):
+        own = plan.no_source_items(step, len(t_ids))
+        for i in range(len(t_ids)):
+            t_row = t_ids[i][t_ids[i] != 1].tolist()
+            s_row = s_ids[i][s_mask[i].bool()].tolist()
+            if own[i]:
+                swapped += 1
+                assert s_row == t_row
+            else:
+                kept += 1
+                assert s_row != t_row  # the English translation
+    assert swapped and kept
