@@ -253,7 +253,10 @@ def _target_labels(args: argparse.Namespace, task: str, method: str) -> str:
     if task == "tag":
         budget = read_json(Path(args.out) / "runs" / task / "budget.json") or {}
         mode = budget.get("tag_labels") or args.tag_labels
-        return "teacher pseudo-labels" if mode == "pseudo" else "gold target tags (oracle)"
+        return {
+            "pseudo": "teacher pseudo-labels",
+            "projected": "English tags projected through a word alignment",
+        }.get(mode, "gold target tags (oracle)")
     return "gold target labels (translate-train data)"
 
 

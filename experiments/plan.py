@@ -96,6 +96,9 @@ def plan_jobs(args: argparse.Namespace, task: str, data: dict[str, str]) -> list
                 # The users' regime: no target tags; the target side learns from the English-only
                 # teacher's soft labels (the reference code's UDPOS/PANX set-up).
                 extra = [*extra, "--target-labels", "pseudo", "--teacher", teacher_dir(args, task)]
+            elif task == "tag" and args.tag_labels == "projected" and not english_only:
+                # Also the users' regime: the English gold tags, carried over by an alignment.
+                extra = [*extra, "--target-labels", "projected"]
             elif task == "tag" and not english_only:
                 extra = [*extra, "--target-labels", "gold"]
             jobs.append(

@@ -79,10 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--tag-labels",
-        choices=("pseudo", "gold"),
+        choices=("pseudo", "projected", "gold"),
         default="pseudo",
         help="target-side tags for tagging: the English-only teacher's soft labels (the users' "
-        "regime) or the data's gold target tags (an oracle translate-train)",
+        "regime), the English gold tags projected through a word alignment (the users' regime "
+        "too: training/projection.py) or the data's gold target tags (an oracle translate-train)",
     )
     p.add_argument(
         "--teacher",

@@ -133,9 +133,10 @@ class TrainOptions:
     target_labels: str | None = _opt(
         None,
         group=XMIXUP,
-        choices=("gold", "pseudo"),
-        help="tagging target loss: gold target_tags or soft pseudo-labels "
-        "(default: gold when every item has target_tags)",
+        choices=("gold", "pseudo", "projected"),
+        help="tagging target loss: gold target_tags, soft pseudo-labels (target_tag_probs or "
+        "--teacher), or the English tags projected through a word alignment made with the "
+        "backbone (default: gold when every item has target_tags)",
     )
     word_token: str = _opt(
         "first-content",
@@ -200,8 +201,10 @@ class TrainOptions:
             )
         if self.alpha is not None and not 0.0 <= self.alpha <= 1.0:
             raise UserError(f"--alpha {self.alpha} is not in [0, 1]")
-        if self.target_labels not in (None, "gold", "pseudo"):
-            raise UserError(f"--target-labels must be gold or pseudo, not {self.target_labels!r}")
+        if self.target_labels not in (None, "gold", "pseudo", "projected"):
+            raise UserError(
+                f"--target-labels must be gold, pseudo or projected, not {self.target_labels!r}"
+            )
         if self.teacher and self.task != "tag":
             raise UserError("--teacher is for tagging pseudo-labels only", "drop --teacher")
         if self.batch_size < 1 or (self.max_steps is not None and self.max_steps < 1):

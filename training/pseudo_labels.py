@@ -1,8 +1,10 @@
-"""Target-side labels for tagging: gold ``target_tags`` or soft pseudo-labels from a teacher.
+"""Target-side labels for tagging: gold ``target_tags`` or soft pseudo-labels.
 
 Translate-train and X-Mixup train a target-side tagging loss. The target words carry either
 gold tags or a per-word label distribution (``target_tag_probs``); the distribution can be
-computed here by a (zero-shot) teacher checkpoint that tags the target words directly.
+computed here by a (zero-shot) teacher checkpoint that tags the target words directly
+(``pseudo``), or projected from the English gold tags through a word alignment
+(``projected``, training/projection.py). Both train with the soft-label loss.
 """
 
 from __future__ import annotations
@@ -36,11 +38,13 @@ def resolve_target_labels(
     method: str,
     requested: str | None,
     teacher: str | None,
+    backbone: str | None = None,
 ) -> tuple[list[dict[str, Any]], str]:
     """(training records, target label mode "gold" | "pseudo") for ``--target-labels``.
 
     The default is gold when every item has target_tags. Pseudo-labels come from the records'
-    target_tag_probs or, with a teacher, are computed here (the records returned carry them).
+    target_tag_probs or, with a teacher, are computed here (the records returned carry them);
+    ``projected`` computes them from the source tags and an alignment made with ``backbone``.
     Only tagging with a target-side loss has a choice; everything else is "gold".
     """
     if task != "tag":
@@ -49,6 +53,13 @@ def resolve_target_labels(
     mode = requested or ("gold" if have_gold else "pseudo")
     if method not in TARGET_LOSS_METHODS:
         return records, "gold"
+    if mode == "projected":
+        from training.projection import project_tags
+
+        if backbone is None:
+            raise UserError("--target-labels projected needs the backbone to align with")
+        log.info("projected labels: aligning target to English words with %s", backbone)
+        return project_tags(records, backbone, labels)[0], "pseudo"
     if mode == "gold" and not have_gold:
         raise UserError(
             "--target-labels gold but some training items have no target_tags",

@@ -107,6 +107,7 @@ def _resolve_inputs(opts: TrainOptions) -> _Inputs:
         method=opts.method,
         requested=opts.target_labels,
         teacher=opts.teacher,
+        backbone=str(backbone),
     )
     return _Inputs(backbone, train_recs, eval_recs, labels, target_label_mode)
 

@@ -215,6 +215,13 @@ def test_tagging_pseudo_labels_from_teacher(tiny_backbone: Path, tmp_path: Path)
     # without a teacher or probabilities the pseudo path is refused with a hint
     with pytest.raises(UserError, match="teacher"):
         train(_opts("tag", tiny_backbone, tmp_path / "u", target_labels="pseudo", max_steps=2))
+    # the English tags projected through the backbone's alignment: no teacher needed
+    projected = train(
+        _opts("tag", tiny_backbone, tmp_path / "p", target_labels="projected", max_steps=2)
+    )
+    assert projected["train"]["target_labels"] == "pseudo"  # trained with the soft-label loss
+    args = json.loads((tmp_path / "p" / "out" / "training_args.json").read_text())
+    assert args["options"]["target_labels"] == "projected"
 
 
 def test_evaluate_bundle_matches_checkpoint(tiny_backbone: Path, tmp_path: Path) -> None:
