@@ -21,8 +21,12 @@ def build_data(
     eval_limit: int | None,
     dev_limit: int | None,
     log: Path,
+    project_tags: bool = False,
+    backbone: str | None = None,
 ) -> dict[str, str]:
-    """``xmixup data`` for one task: train (trained langs incl. en), train-en, eval, dev."""
+    """``xmixup data`` for one task: train (trained langs incl. en), train-en, eval, dev; with
+    ``project_tags`` (tagging) also train-projected, the target words labelled through the
+    alignment once for every run (``xmixup project-tags``)."""
     spec = TASKS[task]
     folder = str(root / spec.sub)
     have = available_langs(task, root)
@@ -52,6 +56,14 @@ def build_data(
         if lim:
             argv += ["--limit", str(lim)]
         run_cli(argv, log)
+    if project_tags and task == "tag":
+        projected = out / "train-projected.jsonl"
+        paths["train-projected"] = str(projected)
+        if not projected.is_file():
+            tmp = projected.with_suffix(".part")
+            argv = ["project-tags", "--data", paths["train"], "--out", str(tmp)]
+            run_cli(argv + (["--backbone", backbone] if backbone else []), log)
+            tmp.replace(projected)
     # CKA on a language-balanced sample of the eval file (the file is grouped by language).
     cka = out / "cka.jsonl"
     paths["cka"] = str(cka)
@@ -79,6 +91,7 @@ def plan_jobs(args: argparse.Namespace, task: str, data: dict[str, str]) -> list
     xmixup_extra = shlex.split(args.xmixup_args)
     jobs = []
     run_root = Path(args.out) / "runs" / task
+    train_key = "train-projected" if "train-projected" in data else "train"
     for method in spec.methods:
         if method not in args.methods:
             continue
@@ -97,8 +110,9 @@ def plan_jobs(args: argparse.Namespace, task: str, data: dict[str, str]) -> list
                 # teacher's soft labels (the reference code's UDPOS/PANX set-up).
                 extra = [*extra, "--target-labels", "pseudo", "--teacher", teacher_dir(args, task)]
             elif task == "tag" and args.tag_labels == "projected" and not english_only:
-                # Also the users' regime: the English gold tags, carried over by an alignment.
-                extra = [*extra, "--target-labels", "projected"]
+                # Also the users' regime: the English gold tags, carried over by an alignment
+                # (computed once in build_data, trained as soft labels).
+                extra = [*extra, "--target-labels", "pseudo"]
             elif task == "tag" and not english_only:
                 extra = [*extra, "--target-labels", "gold"]
             jobs.append(
@@ -108,7 +122,7 @@ def plan_jobs(args: argparse.Namespace, task: str, data: dict[str, str]) -> list
                     method=method,
                     seed=seed,
                     out=str(run_root / f"{method}-seed{seed}"),
-                    train=data["train-en" if english_only else "train"],
+                    train=data["train-en" if english_only else train_key],
                     eval=data["eval"],
                     cka_data=data["cka"],
                     train_args=list(common) + extra,

@@ -187,6 +187,8 @@ def run_jobs(args: argparse.Namespace, command: str, t0: float) -> list[dict[str
             eval_limit=args.eval_limit,
             dev_limit=args.dev_limit,
             log=out / "data.log",
+            project_tags=args.tag_labels == "projected",
+            backbone=args.backbone,
         )
         print(f"data {task}: trained on {data['train_langs']} ({time.perf_counter() - t:.0f}s)")
         jobs += plan_jobs(args, task, data)

@@ -188,6 +188,18 @@ def test_tagging_plan_is_the_pseudo_label_regime(tmp_path: Path) -> None:
     )
     a = next(j for j in driver.plan_jobs(gold, "tag", data) if j.method == "xmixup").train_args
     assert a[a.index("--target-labels") + 1] == "gold" and "--teacher" not in a
+    # projected: the students train on the file build_data labelled through the alignment
+    proj = driver.parse_args(
+        ["--out", str(tmp_path), "--data", str(tmp_path), "--tag-labels", "projected"]
+    )
+    with_proj = {**data, "train-projected": str(tmp_path / "train-projected")}
+    runs = {j.method: j for j in driver.plan_jobs(proj, "tag", with_proj) if j.kind == "run"}
+    for method in ("xmixup", "translate-train"):
+        a = runs[method].train_args
+        assert runs[method].train == with_proj["train-projected"]
+        assert a[a.index("--target-labels") + 1] == "pseudo" and "--teacher" not in a
+        assert not driver.is_teacher(runs[method], proj)
+    assert runs["zero-shot"].train == data["train-en"]
 
 
 def test_recorded_commands_name_no_machine_directory() -> None:

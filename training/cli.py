@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import importlib
 
-COMMANDS = ("backbone", "data", "train", "evaluate", "trust", "analyze")
+COMMANDS = ("backbone", "data", "project-tags", "train", "evaluate", "trust", "analyze")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     for name in COMMANDS:
-        module_name = f"training.commands.{name}"
+        module_name = f"training.commands.{name.replace('-', '_')}"
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

@@ -42,10 +42,13 @@ def embed_words(
     averaged); a word with no piece inside ``max_length`` gets a zero row (never aligned)."""
     import torch
 
-    out: list[np.ndarray] = []
+    # Batches of similar lengths pad less (about half the work on a treebank's sentences).
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    out: list[np.ndarray] = [np.zeros((0, 0), dtype=np.float32)] * len(sentences)
     batches = range(0, len(sentences), batch_size)
     for i in tqdm(batches, desc="aligning", disable=not progress, unit="batch"):
-        chunk = sentences[i : i + batch_size]
+        picked = order[i : i + batch_size]
+        chunk = [sentences[j] for j in picked]
         enc = tokenizer(
             chunk,
             is_split_into_words=True,
@@ -67,7 +70,7 @@ def embed_words(
             sums = np.zeros((len(words), states.shape[-1]), dtype=np.float64)
             np.add.at(sums, word_ids[keep], states[b][keep])
             norms = np.linalg.norm(sums, axis=1, keepdims=True)
-            out.append((sums / np.where(norms > 0, norms, 1.0)).astype(np.float32))
+            out[picked[b]] = (sums / np.where(norms > 0, norms, 1.0)).astype(np.float32)
     return out
 
 

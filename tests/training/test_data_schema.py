@@ -93,6 +93,8 @@ def test_tagging_length_mismatch_and_unknown_tag(tmp_path: Path) -> None:
             {**TAG, "id": "t3", "target_tokens": ["Hallo", " "]},
             {**TAG, "id": "t4", "source_tags": ["INTJ", "BOGUS"]},
             {**TAG, "id": "t5", "target_tag_probs": [[0.5, 0.5], [0.9, 0.3]]},
+            # an all-zero row is a word without a label (unaligned): valid
+            {**TAG, "id": "t6", "target_tag_probs": [[0.0, 0.0], [0.0, 1.0]]},
         ],
     )
     body = "\n".join(_errors(path, "tag", labels=["INTJ", "NOUN"]))
@@ -100,7 +102,8 @@ def test_tagging_length_mismatch_and_unknown_tag(tmp_path: Path) -> None:
     assert f"{path}:2: field 'target_tags': has 3 tags for 2 target_tokens" in body
     assert f"{path}:3: field 'target_tokens[1]': is an empty or whitespace-only token" in body
     assert f"{path}:4: field 'source_tags[1]': unknown tag 'BOGUS'" in body
-    assert f"{path}:5: field 'target_tag_probs[1]': is not a probability distribution" in body
+    assert f"{path}:5: field 'target_tag_probs[1]': is neither a probability distribution" in body
+    assert f"{path}:6:" not in body
 
 
 def test_qa_answer_not_at_offset(tmp_path: Path) -> None:

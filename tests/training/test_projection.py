@@ -61,3 +61,44 @@ def test_projected_labels_carry_the_source_tags(tiny_backbone: Path) -> None:
         teacher=None, backbone=str(tiny_backbone),
     )  # fmt: skip
     assert mode == "pseudo" and np.array(recs[0]["target_tag_probs"]).sum() >= 3
+
+
+def test_project_tags_command_writes_a_file_training_reads(
+    tiny_backbone: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from training.data.schema import read_jsonl
+    from xmixup.cli import main
+
+    rows = [
+        {
+            "id": f"t{i}",
+            "lang": "de",
+            "target_tokens": words,
+            "source_tokens": words[::-1],
+            "source_tags": tags[::-1],
+        }
+        for i, (words, tags) in enumerate(
+            [
+                (["der", "Hund", "."], ["DET", "NOUN", "PUNCT"]),
+                (["ein", "sehr", "kleines", "Haus", "!"], ["DET", "ADV", "ADJ", "NOUN", "PUNCT"]),
+            ]
+        )
+    ]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    argv = ["project-tags", "--data", str(src), "--out", str(out)]
+    assert main([*argv, "--backbone", str(tiny_backbone), "--layer", "1"]) == 0
+    records, report = read_jsonl(out, "tag")  # zero rows (unaligned words) are valid
+    assert len(records) == 2 and not report.n_skipped
+    labels = ["ADJ", "ADV", "DET", "NOUN", "PUNCT"]
+    assert sum(np.array(r.target_tag_probs).sum() for r in records) >= 4  # most words aligned
+    for rec, row in zip(records, rows, strict=True):
+        probs = np.array(rec.target_tag_probs)
+        assert probs.shape == (len(row["target_tokens"]), len(labels))
+        assert set(probs.sum(axis=1)) <= {0.0, 1.0}
+        # reversed sources: an aligned word's tag is its own (the same word, mirrored)
+        for t in np.flatnonzero(probs.sum(axis=1)):
+            assert labels[probs[t].argmax()] == row["source_tags"][len(row["source_tags"]) - 1 - t]

@@ -104,10 +104,15 @@ class TaggingRecord(BaseRecord):
             for i, row in enumerate(self.target_tag_probs):
                 if len(row) != width or width == 0:
                     raise FieldError(f"target_tag_probs[{i}]", f"has {len(row)} values")
-                if any(not (0.0 <= v <= 1.0) for v in row) or not math.isclose(
-                    sum(row), 1.0, abs_tol=1e-3
+                # An all-zero row marks a word without a label (e.g. unaligned by
+                # `xmixup project-tags`): the soft-label loss does not count it.
+                mass = sum(row)
+                if any(not (0.0 <= v <= 1.0) for v in row) or not (
+                    math.isclose(mass, 1.0, abs_tol=1e-3) or mass == 0.0
                 ):
-                    raise FieldError(f"target_tag_probs[{i}]", "is not a probability distribution")
+                    raise FieldError(
+                        f"target_tag_probs[{i}]", "is neither a probability distribution nor zeros"
+                    )
         return self
 
 
