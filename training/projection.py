@@ -107,22 +107,12 @@ def project_tags(
     tokenizer = AutoTokenizer.from_pretrained(str(backbone))
     depth = int(model.config.num_hidden_layers)
     layer = layer if layer is not None else max(1, round(depth / 2))
-    targets = embed_words(
-        model,
-        tokenizer,
-        [r["target_tokens"] for r in records],
-        layer,
-        batch_size=batch_size,
-        progress=progress,
-    )
-    sources = embed_words(
-        model,
-        tokenizer,
-        [r["source_tokens"] for r in records],
-        layer,
-        batch_size=batch_size,
-        progress=progress,
-    )
+
+    def embed(key: str) -> list[np.ndarray]:
+        words = [r[key] for r in records]
+        return embed_words(model, tokenizer, words, layer, batch_size=batch_size, progress=progress)
+
+    targets, sources = embed("target_tokens"), embed("source_tokens")
     column = {tag: i for i, tag in enumerate(labels)}
     out, words, tagged = [], 0, 0
     for rec, t_vecs, s_vecs in zip(records, targets, sources, strict=True):
