@@ -85,6 +85,7 @@ def plan_jobs(args: argparse.Namespace, task: str, data: dict[str, str]) -> list
     common += ["--select", "last", "--save-steps", str(args.steps)]
     if args.freeze_embeddings:
         common.append("--freeze-embeddings")
+    common += shlex.split(args.train_args)
     noise = [p for p in args.noise_levels if p > 0]
     # Ablations of the method itself (layer, alpha, sampling): extra flags for xmixup runs only,
     # so the baselines stay the same runs (pair with a separate --out/--summary/--report).

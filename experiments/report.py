@@ -28,6 +28,8 @@ def budget_line(b: dict[str, Any]) -> str:
         line += f"; at most {b['eval_limit']} eval items per language"
     if b.get("limit"):
         line += f"; at most {b['limit']} training items per language"
+    if b.get("train_args"):
+        line += f"; every run with `{b['train_args']}`"
     if b.get("xmixup_args"):
         line += f"; xmixup runs with `{b['xmixup_args']}`"
     return line + f". Command: `{b.get('command', '?')}`."

@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the word embeddings too",
     )
     p.add_argument(
+        "--train-args",
+        default="",
+        help='extra `xmixup train` flags for every method\'s runs (a budget recipe, so the '
+        'baselines get it too), e.g. "--freeze-layers 7 --lr 5e-4"',
+    )
+    p.add_argument(
         "--xmixup-args",
         default="",
         help='extra `xmixup train` flags for the xmixup runs only, e.g. "--mixup-layer 4 '

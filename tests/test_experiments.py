@@ -137,7 +137,7 @@ def test_quick_run_writes_summary(tmp_path: Path) -> None:
     assert "Budget per run: 4 steps x batch 4, max length 32" in (out / "RESULTS.md").read_text()
 
 
-def test_xmixup_args_reach_only_the_xmixup_runs(tmp_path: Path) -> None:
+def test_train_args_reach_every_run_and_xmixup_args_only_xmixup(tmp_path: Path) -> None:
     sys.path.insert(0, str(REPO / "experiments"))
     try:
         import run as driver
@@ -151,6 +151,8 @@ def test_xmixup_args_reach_only_the_xmixup_runs(tmp_path: Path) -> None:
             str(tmp_path),
             "--xmixup-args",
             "--mixup-layer 4 --sampling-k 100",
+            "--train-args",
+            "--freeze-layers 7 --lr 5e-4",
         ]
     )
     data = {k: str(tmp_path / k) for k in ("train", "train-en", "eval", "cka", "dev")}
@@ -159,6 +161,9 @@ def test_xmixup_args_reach_only_the_xmixup_runs(tmp_path: Path) -> None:
     for job in jobs:
         extra = "--mixup-layer" in job.train_args and "--sampling-k" in job.train_args
         assert extra == (job.method == "xmixup"), (job.method, job.train_args)
+        # the budget recipe reaches every method, baselines included
+        assert job.train_args[job.train_args.index("--freeze-layers") + 1] == "7"
+        assert job.train_args[job.train_args.index("--lr") + 1] == "5e-4"
     xm = next(j for j in jobs if j.method == "xmixup")
     assert xm.train_args[xm.train_args.index("--mixup-layer") + 1] == "4"
 
