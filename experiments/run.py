@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--train-args",
         default="",
-        help='extra `xmixup train` flags for every method\'s runs (a budget recipe, so the '
+        help="extra `xmixup train` flags for every method's runs (a budget recipe, so the "
         'baselines get it too), e.g. "--freeze-layers 7 --lr 5e-4"',
     )
     p.add_argument(
