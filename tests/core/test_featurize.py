@@ -8,6 +8,7 @@ import pytest
 
 from tests.tiny import make_tiny_tokenizer
 from xmixup.core.featurize import (
+    POOLED_FROM,
     TextEncoder,
     context_offsets,
     effective_doc_stride,
@@ -94,6 +95,33 @@ def test_doc_stride_is_capped_to_the_room_left() -> None:
     assert effective_doc_stride(128, 64, 128) == 30  # (128 - 64 - 4) // 2
     assert effective_doc_stride(64, None, 128) == 30
     assert effective_doc_stride(16, 64, 128) == 0
+
+
+def _view(e: object) -> tuple[object, ...]:
+    return (e.ids, e.offsets, e.word_ids, e.sequence_ids, e.type_ids, e.attention_mask)  # type: ignore[attr-defined]
+
+
+def test_a_few_items_encode_one_by_one_exactly_as_the_pooled_batch(tokenizer_json: Path) -> None:
+    """Small batches skip the tokenizer's thread pool; the encodings must not change."""
+    enc = TextEncoder.from_file(tokenizer_json, max_length=12, doc_stride=4, max_query_length=4)
+    texts = ["the cat sat on the mat", "Katzen schauen aus dem Fenster", "the"]
+    pairs = [("who", "the cat sat on the mat today and then"), ("the", "on the mat")]
+    words = [["Katzen", "schauen", "aus"], ["the", "cat"]]
+    many = POOLED_FROM  # the pooled path: the same items repeated up to the threshold
+    for mode, items, kw in (
+        (enc.plain, texts, {}),
+        (enc.truncating, texts + [("the cat sat", "on the mat today and then")], {}),
+        (enc.plain, words, {"is_pretokenized": True}),
+        (enc.plain, texts, {"add_special_tokens": False}),
+        (enc.windowing, pairs, {}),
+    ):
+        few = mode.encode_batch(items, **kw)
+        pooled = mode.encode_batch((items * many)[:many], **kw)[: len(items)]
+        assert len(items) < POOLED_FROM
+        for a, b in zip(few, pooled, strict=True):
+            assert _view(a) == _view(b)
+            assert [_view(o) for o in a.overflowing] == [_view(o) for o in b.overflowing]
+    assert [_view(o) for o in few[0].overflowing]  # the windowing pair did overflow
 
 
 def test_the_encoder_owns_fixed_configurations(tokenizer_json: Path) -> None:
