@@ -110,7 +110,7 @@ def test_a_few_items_encode_one_by_one_exactly_as_the_pooled_batch(tokenizer_jso
     many = POOLED_FROM  # the pooled path: the same items repeated up to the threshold
     for mode, items, kw in (
         (enc.plain, texts, {}),
-        (enc.truncating, texts + [("the cat sat", "on the mat today and then")], {}),
+        (enc.truncating, [*texts, ("the cat sat", "on the mat today and then")], {}),
         (enc.plain, words, {"is_pretokenized": True}),
         (enc.plain, texts, {"add_special_tokens": False}),
         (enc.windowing, pairs, {}),
