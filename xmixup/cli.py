@@ -15,8 +15,14 @@ from collections.abc import Sequence
 
 from xmixup import __version__
 from xmixup.errors import UserError
+from xmixup.memory import keep_freed_memory
 
 COMMAND_MODULES = ("training.cli", "model_export.cli", "service.cli", "xmixup.batch.cli")
+# One-shot commands that copy large tensors and models over and over (xmixup/memory.py); the
+# long-running ones (serve, predict) give their peaks back instead.
+HEAVY_COMMANDS = frozenset(
+    {"backbone", "train", "evaluate", "trust", "analyze", "project-tags", "export"}
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command in HEAVY_COMMANDS:
+        keep_freed_memory()
     try:
         return int(args.handler(args) or 0)
     except UserError as exc:
