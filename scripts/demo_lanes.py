@@ -9,7 +9,10 @@ lanes side by side, each of its `xmixup` children with half the cores: the costl
 clone's `DEMO_SERVE=0 make demo` went from 16.2 min (one chain after the other, each command with
 both cores) to 11.8 min (with --group-by-length for classify and tag; install 1.2 min), and to
 10.8 / 10.7 min (two runs; install 1.3) once the ending lane's cores went to the running QA
-training (Cores, `xmixup train --threads-file`) and frozen layers lost their dropout.
+training (Cores, `xmixup train --threads-file`) and frozen layers lost their dropout. On a
+host a quarter slower (bare onnxruntime 49 vs 66 items/s) it took 14.1 min, and 10.3 (install
+1.3) once train and export kept freed memory for reuse (xmixup/memory.py: exports 37-51 s
+instead of 75-100 s, QA training 7.9 instead of 10.3 min).
 
 The terminal shows each stage's line as it starts and ends (numbered by the plan, not by the
 order they run) and one status line with each lane's progress, read from the children's logs.
