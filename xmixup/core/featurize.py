@@ -190,7 +190,7 @@ class TokenizerMode:
     ) -> list[Encoding]:
         """``Tokenizer.encode_batch``, but a few items are encoded one call each: the library
         hands even two sentences to its thread pool, whose start-up costs more than the work
-        (2-4 sentences ~2x slower on a 2-core host) and whose threads then compete with
+        (2-4 sentences 1.5-2x slower on a 2-core host) and whose threads then compete with
         onnxruntime's for the cores — a tax on every small request. Same encodings either way."""
         kw = {"is_pretokenized": is_pretokenized, "add_special_tokens": add_special_tokens}
         with self._shared.lock:
