@@ -11,7 +11,9 @@ classification XMixupModel on `resolve_backbone(None)` is used (throughput does 
 training); its int8 "metric delta" is then the bound given by argmax disagreement.
 
 Writes results/export.json: `ort_vs_torch`, `int8_vs_fp32`, `int8_metric_delta` (floats,
-geometric means over lengths for the ratios) plus every raw figure. Not a test.
+geometric means over lengths for the ratios) plus every raw figure, and, where onnxruntime
+loses to PyTorch at some length (or with --diagnose), `ort_vs_torch_diagnosis`: the ratio split
+into kernels x threading (bench/ort_vs_torch.py). Not a test.
 """
 
 from __future__ import annotations
@@ -54,6 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads (both runtimes)")
     parser.add_argument("--out", default=str(REPO / "results" / "export.json"))
     parser.add_argument("--work-dir", default=None, help="keep bundles here (default: temp)")
+    parser.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="split ort vs torch into kernels x threading (bench/ort_vs_torch.py) even when "
+        "onnxruntime wins (it runs by itself when onnxruntime loses at any length)",
+    )
     return parser.parse_args(argv)
 
 
@@ -298,6 +306,13 @@ def main(argv: list[str] | None = None) -> int:
             "metric": quality.metric,
             "setup": setup_info(args, lengths, reps),
         }
+        if args.diagnose or any(r["ort_fp32"] < r["torch_eager"] for r in raw.values()):
+            from bench.ort_vs_torch import run_diagnosis
+
+            say("onnxruntime vs PyTorch: splitting the ratio into kernels x threading")
+            results["ort_vs_torch_diagnosis"] = run_diagnosis(
+                model, fp32.path, lengths, args.batch, args.threads, reps
+            )
         write_results(Path(args.out), results)
     return 0
 
