@@ -105,14 +105,20 @@ def source_features(
             feats.append(f)
     collate = Collator(c.task, pad_id_of(tokenizer))
     device = next(model.parameters()).device
+    # Batches of similar length pad less (the collator pads to the batch's longest source);
+    # the rows go back to the records' order afterwards.
+    order = sorted(range(len(feats)), key=lambda i: len(feats[i]["source_input_ids"]))
     rows = []
     with torch.no_grad():
-        for i in range(0, len(feats), 32):
-            batch = collate(feats[i : i + 32])
+        for i in range(0, len(order), 32):
+            batch = collate([feats[j] for j in order[i : i + 32]])
             ids = batch["source_input_ids"].to(device)
             mask = batch["source_attention_mask"].to(device).bool()
             rows.append(pooled_stats(model.source_mix(ids, mask).float(), mask).cpu())
-    return torch.cat(rows), [tuple(f["source_input_ids"]) for f in feats]
+    sorted_rows = torch.cat(rows)
+    out = torch.empty_like(sorted_rows)
+    out[torch.tensor(order)] = sorted_rows
+    return out, [tuple(f["source_input_ids"]) for f in feats]
 
 
 def fit_trust_head(

@@ -146,6 +146,29 @@ def test_fit_keeps_task_outputs_and_adds_trust(
     assert not list(ckpt.glob(".*.tmp"))
 
 
+def test_source_features_rows_follow_the_records(tiny_backbone: Path, tmp_path: Path) -> None:
+    """Batched by length, yet each row is its own record's, as computed alone (no padding)."""
+    from transformers import AutoTokenizer
+
+    from tests.tiny import make_tiny_checkpoint, trust_records
+    from training.modeling import XMixupModel
+    from training.trust import source_features
+
+    ckpt = make_tiny_checkpoint(tmp_path, "classify", TINY["classify"], backbone_dir=tiny_backbone)
+    model = XMixupModel.from_pretrained(ckpt).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(ckpt))
+    # 45 records: more than one batch of 32, with a few much longer sources
+    recs = [dict(r) for r in trust_records("classify", TINY["classify"]) * 3]
+    for k in (3, 20, 40):
+        recs[k]["source"] = " ".join([recs[k]["source"]] * (k // 10 + 2))
+    rows, ids = source_features(model, tokenizer, recs, None)
+    assert len({len(i) for i in ids}) > 1 and rows.shape[0] == len(recs)
+    for k in (0, 3, 20, 33, 40, len(recs) - 1):
+        alone, alone_ids = source_features(model, tokenizer, [recs[k]], None)
+        assert alone_ids[0] == ids[k]
+        assert torch.allclose(rows[k], alone[0], atol=1e-5), k
+
+
 def test_trust_refuses_baselines(tiny_backbone: Path, tmp_path: Path) -> None:
     from tests.tiny import fit_tiny_trust, make_tiny_checkpoint
     from xmixup.errors import UserError
