@@ -6,10 +6,12 @@
 Each option is a real `xmixup export` of the same checkpoint (model_export.onnx_export), so
 what is measured is what ships:
 
-  fp32              today's default: fp32 graph, fp32 embeddings
+  fp32              the exact graph: fp32 graph, fp32 embeddings
   int8              int8 MatMuls (dynamic quantisation), fp32 embeddings
   fp32-emb8         fp32 MatMuls, int8 embedding rows
   int8-emb8         int8 MatMuls, int8 embedding rows
+  int8mm-emb8       int8-emb8 with the fused self-attention (QKV projections) kept fp32
+  int8-emb8-ffn32   int8-emb8 with the feed-forward down-projections (fed by GELU) kept fp32
   int8-emb8-latin   int8-emb8 with the vocabulary trimmed to Latin-script pieces (a deployment
                     for Latin-script languages; the other eval languages show the cost)
 
@@ -41,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.hostinfo import host_info, merge_results  # noqa: E402
+from model_export.cli import CLI_KEEP_FP32_AFTER  # noqa: E402
 
 OPTIONS: dict[str, dict[str, Any]] = {
     "fp32": {},
@@ -49,6 +52,12 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "int8-emb8": {"precision": "int8", "embeddings": "int8"},
     # int8 MatMuls but the fused self-attention (QKV projections) kept fp32
     "int8mm-emb8": {"precision": "int8", "embeddings": "int8", "quantize_ops": ["MatMul"]},
+    # int8-emb8 with the feed-forward down-projections (fed by GELU) kept fp32
+    "int8-emb8-ffn32": {
+        "precision": "int8",
+        "embeddings": "int8",
+        "keep_fp32_after": list(CLI_KEEP_FP32_AFTER),
+    },
     "int8-emb8-latin": {"precision": "int8", "embeddings": "int8", "vocab_scripts": ["LATIN"]},
 }
 SIZE_BAR = 1 / 3  # of the fp32 bundle's bytes
@@ -83,7 +92,12 @@ def export_option(checkpoint: Path, out: Path, option: str, eval_data: Path) -> 
     t0 = time.perf_counter()
     flags = dict(OPTIONS[option])
     ops = flags.pop("quantize_ops", None)
-    quantize = QuantizeOptions(op_types=tuple(ops)) if ops else None
+    after = flags.pop("keep_fp32_after", None)
+    quantize = None
+    if ops or after:
+        quantize = QuantizeOptions(
+            op_types=tuple(ops or QuantizeOptions.op_types), keep_fp32_after=tuple(after or ())
+        )
     export_bundle(checkpoint, out, force=True, quantize_options=quantize, **flags)
     stamp.write_text(str(checkpoint.resolve()))
     say(f"{out.parent.name}/{option}: exported in {time.perf_counter() - t0:.0f}s")

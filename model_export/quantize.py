@@ -11,6 +11,10 @@ needed. Defaults were chosen by measurement (bench/export.py, see the export log
   activation x activation matmuls (MatMulConstBOnly, the default for dynamic mode).
 - nodes on the λ gate's path and the task head stay fp32: they are a sliver of the FLOPs, and
   their error feeds λ and the logits directly.
+- `keep_fp32_after` keeps the MatMuls fed by the given ops fp32. `xmixup export` passes the
+  GELU ops, so its default bundle keeps every feed-forward down-projection fp32: on a trained
+  SIB-200 classifier quantising them cost 1.1-1.4 points, kept fp32 0.4
+  (bench/bundle_size.py, results/export.json `bundle_options`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ class QuantizeOptions:
     weight_type: str = "QInt8"  # or "QUInt8"
     op_types: tuple[str, ...] = ("MatMul", "Attention")
     exclude_patterns: tuple[str, ...] = DEFAULT_EXCLUDE_PATTERNS
+    # MatMuls fed by these ops stay fp32, found by graph structure (the optimiser renames nodes,
+    # so a layer's role is not in its name): ("BiasGelu", "Gelu", "FastGelu") keeps every
+    # feed-forward down-projection fp32, whose GELU input has the widest activation range.
+    keep_fp32_after: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +53,7 @@ class QuantizeOptions:
             "weight_type": self.weight_type,
             "op_types": list(self.op_types),
             "exclude_patterns": list(self.exclude_patterns),
+            "keep_fp32_after": list(self.keep_fp32_after),
         }
 
 
@@ -78,6 +87,19 @@ def sensitive_nodes(model: Any, patterns: Sequence[str], op_types: Sequence[str]
     return names
 
 
+def nodes_fed_by(model: Any, producer_ops: Sequence[str], op_types: Sequence[str]) -> list[str]:
+    """Names of quantisable nodes (`op_types`) whose first input is an output of a node of
+    one of `producer_ops`."""
+    if not producer_ops:
+        return []
+    made_by = {out: node.op_type for node in model.graph.node for out in node.output}
+    return [
+        node.name
+        for node in model.graph.node
+        if node.op_type in op_types and node.input and made_by.get(node.input[0]) in producer_ops
+    ]
+
+
 def quantize_int8(
     src: Path,
     dst: Path,
@@ -92,6 +114,7 @@ def quantize_int8(
     options = options or QuantizeOptions()
     model = onnx.load(str(src), load_external_data=False)
     excluded = sensitive_nodes(model, options.exclude_patterns, options.op_types)
+    excluded += nodes_fed_by(model, options.keep_fp32_after, options.op_types)
     del model
     quantize_dynamic(
         model_input=str(src),

@@ -207,6 +207,12 @@ def test_int8_runs_and_agrees_on_argmax(checkpoints: dict[str, Path], tmp_path: 
     quantized = result.log.quantize.quantized_ops
     assert sum(quantized.values()) > 0, quantized
     graph = onnx.load(str(tmp_path / "int8" / "model.onnx"))
+    # the library's int8 quantises every MatMul, down-projections included (the CLI keeps those)
+    made_by = {o: n.op_type for n in graph.graph.node for o in n.output}
+    assert not any(
+        n.op_type == "MatMul" and made_by.get(n.input[0]) in ("BiasGelu", "Gelu", "FastGelu")
+        for n in graph.graph.node
+    )
     assert count_ops(graph, "MatMulInteger") + count_ops(graph, "DynamicQuantizeMatMul") > 0
     # the head stays fp32 (sensitive, and a sliver of the FLOPs)
     head_ops = {n.op_type for n in graph.graph.node if n.name.startswith("/head")}
@@ -298,9 +304,19 @@ def test_cli_export_with_verify_data_then_verify_bundle(
     assert main([*argv, "--verify-data", str(data), "--name", "nli-de"]) == 0
     manifest = load_bundle(out).manifest
     assert manifest.name == "nli-de"
-    # the CLI's default is the small CPU bundle: int8 MatMuls and int8 embedding rows
+    # the CLI's default is the small CPU bundle: int8 MatMuls and int8 embedding rows, with the
+    # feed-forward down-projections (fed by GELU) kept fp32
     assert manifest.precision == "int8" and manifest.vocabulary is not None
     assert manifest.vocabulary.embedding_precision == "int8"
+    graph = onnx.load(str(out / "model.onnx"))
+    made_by = {o: n.op_type for n in graph.graph.node for o in n.output}
+    fed_by_gelu = [
+        n.op_type
+        for n in graph.graph.node
+        if n.input and made_by.get(n.input[0]) in ("BiasGelu", "Gelu", "FastGelu")
+    ]
+    assert fed_by_gelu and set(fed_by_gelu) == {"MatMul"}, fed_by_gelu
+    assert count_ops(graph, "MatMulInteger") + count_ops(graph, "DynamicQuantizeMatMul") > 0
     assert manifest.export["verify_data"]["batches"] == 1
     assert any(case.startswith("verify.jsonl") for case in manifest.parity["fp32"]["cases"])
 
