@@ -134,7 +134,14 @@ def export_all(
     fp32 = export_bundle_result(checkpoint, work / "fp32", force=True, verify_data=args.eval_data)
     fusions = fp32.log.optimize.as_dict() if fp32.log.optimize else None
     say(f"fp32 export {time.perf_counter() - t0:.0f}s; fusions {fusions}")
-    variants: dict[str, QuantizeOptions] = {"default": QuantizeOptions()}
+    from model_export.cli import CLI_KEEP_FP32_AFTER
+
+    # "default" is what `xmixup export --precision int8` writes; the others quantise every
+    # MatMul (the library's QuantizeOptions()), with one setting changed each
+    variants: dict[str, QuantizeOptions] = {
+        "default": QuantizeOptions(keep_fp32_after=CLI_KEEP_FP32_AFTER),
+        "all_matmuls": QuantizeOptions(),
+    }
     if not args.quick:
         variants.update(
             per_tensor=QuantizeOptions(per_channel=False),
