@@ -12,6 +12,7 @@ what is measured is what ships:
   int8-emb8         int8 MatMuls, int8 embedding rows
   int8mm-emb8       int8-emb8 with the fused self-attention (QKV projections) kept fp32
   int8-emb8-ffn32   int8-emb8 with the feed-forward down-projections (fed by GELU) kept fp32
+  w8-emb8           fp32 graph whose weights are stored int8 (fp32 once loaded), int8 embeddings
   int8-emb8-latin   int8-emb8 with the vocabulary trimmed to Latin-script pieces (a deployment
                     for Latin-script languages; the other eval languages show the cost)
 
@@ -58,6 +59,8 @@ OPTIONS: dict[str, dict[str, Any]] = {
         "embeddings": "int8",
         "keep_fp32_after": list(CLI_KEEP_FP32_AFTER),
     },
+    # fp32 graph, weights stored int8 (dequantised when the session opens), int8 embeddings
+    "w8-emb8": {"embeddings": "int8", "weights": "int8"},
     "int8-emb8-latin": {"precision": "int8", "embeddings": "int8", "vocab_scripts": ["LATIN"]},
 }
 SIZE_BAR = 1 / 3  # of the fp32 bundle's bytes

@@ -68,6 +68,7 @@ class ExportLog:
     source_stream: dict[str, Any] = field(default_factory=dict)
     vocabulary: dict[str, Any] | None = None  # the trimming plan (model_export.vocab_trim)
     embeddings: dict[str, Any] | None = None  # int8 embedding rows (model_export.compact)
+    weights: dict[str, Any] | None = None  # int8-stored matrix weights (model_export.compact)
     dedupe: dict[str, int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -87,7 +88,7 @@ class ExportLog:
             out["quantize"] = self.quantize.as_dict()
         out["seconds"] = self.seconds
         out["source_stream"] = self.source_stream
-        for name in ("vocabulary", "embeddings", "dedupe"):  # the size step's records
+        for name in ("vocabulary", "embeddings", "weights", "dedupe"):  # the size step's records
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         return out

@@ -256,6 +256,7 @@ def export_bundle_result(
     quantize_options: QuantizeOptions | None = None,
     data_license: str | None = None,
     embeddings: str = "fp32",
+    weights: str = "fp32",
     vocab_scripts: Sequence[str] = (),
     vocab_corpus: Sequence[str | Path] = (),
 ) -> ExportResult:
@@ -273,6 +274,7 @@ def export_bundle_result(
         quantize=quantize_options or QuantizeOptions(),
         data_license=data_license,
         embeddings=embeddings,
+        weights=weights,
         vocab_scripts=tuple(vocab_scripts),
         vocab_corpus=tuple(Path(p) for p in vocab_corpus),
     )

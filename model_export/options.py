@@ -11,6 +11,7 @@ from xmixup.errors import UserError
 
 PRECISIONS = ("fp32", "fp16", "int8")
 EMBEDDINGS = ("fp32", "int8")
+WEIGHTS = ("fp32", "int8")
 
 
 @dataclass
@@ -28,6 +29,9 @@ class ExportOptions:
     quantize: QuantizeOptions = field(default_factory=QuantizeOptions)
     data_license: str | None = None  # the model card's training-data licence, when given
     embeddings: str = "fp32"  # int8: the word-embedding table as int8 rows (model_export.compact)
+    weights: str = (
+        "fp32"  # int8: matrix weights stored int8, fp32 once loaded (model_export.compact)
+    )
     vocab_scripts: tuple[str, ...] = ()  # keep only these scripts' pieces (model_export.vocab_trim)
     vocab_corpus: tuple[Path, ...] = ()  # ... and the pieces these files use
 
@@ -40,6 +44,14 @@ class ExportOptions:
             raise UserError(
                 "--embeddings int8 with --precision fp16",
                 "fp16 graphs keep fp16 embeddings; use int8 embeddings with fp32 or int8",
+            )
+        if self.weights not in WEIGHTS:
+            raise UserError(f"unknown weights {self.weights!r}", "use fp32 or int8")
+        if self.weights == "int8" and self.precision != "fp32":
+            raise UserError(
+                f"--weights int8 with --precision {self.precision}",
+                "int8-stored weights are for the fp32 graph; --precision int8 already "
+                "quantises the MatMuls",
             )
         for corpus in self.vocab_corpus:
             if not corpus.is_file():

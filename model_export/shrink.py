@@ -1,4 +1,4 @@
-"""The export's size step: trim the vocabulary, int8 embeddings, one copy of repeated weights.
+"""The export's size step: trim the vocabulary, int8 embeddings and weights, dedupe weights.
 
 Runs on the graph `convert_precision` chose. Each part is checked where it can be:
 
@@ -6,7 +6,8 @@ Runs on the graph `convert_precision` chose. Each part is checked where it can b
   what the graph before trimming gives on the same cases (fp32 tolerance), or the export
   fails (``AtolError``). Cases are remapped once: a dropped piece is read as ``<unk>`` by both
   sides (what the trimmed tokenizer does with text no kept piece covers);
-- int8 embeddings are lossy: their agreement with PyTorch goes to ``manifest.parity``;
+- int8 embeddings and int8-stored weights are lossy: their agreement with PyTorch goes to
+  ``manifest.parity``;
 - deduplication is byte-exact by construction.
 """
 
@@ -22,6 +23,7 @@ import numpy as np
 from model_export.compact import (
     dedupe_initializers,
     quantize_embedding_rows,
+    store_weights_int8,
     word_embedding_name,
 )
 from model_export.parity import FP32_ATOL, Feeds, check_fp32, run_parity
@@ -70,7 +72,7 @@ def shrink(
     verifier: Verifier,
     log: ExportLog,
 ) -> Shrunk:
-    """Trim (when asked), quantise the embeddings (when asked), dedupe (always)."""
+    """Trim, quantise the embeddings, store the weights int8 (each when asked); dedupe."""
     source_tokenizer = options.checkpoint / "tokenizer.json"
     tokenizer = source_tokenizer
     rows = int(loaded.encoder_config.vocab_size)
@@ -87,11 +89,16 @@ def shrink(
         quantized = work / "embeddings-int8.onnx"
         log.embeddings = quantize_embedding_rows(graph, quantized)
         graph = quantized
+    if options.weights == "int8":
+        stored = work / "weights-int8.onnx"
+        log.weights = store_weights_int8(graph, stored)
+        graph = stored
     deduped = work / "deduped.onnx"
     log.dedupe = dedupe_initializers(graph, deduped)
     graph = deduped
     parity = None
-    if options.embeddings == "int8" or (remap is not None and options.precision != "fp32"):
+    lossy = options.embeddings == "int8" or options.weights == "int8"
+    if lossy or (remap is not None and options.precision != "fp32"):
         parity = _lossy_report(graph, verifier, remap).as_dict()
     size = plan.size if plan is not None else _tokenizer_size(source_tokenizer)
     vocabulary = {

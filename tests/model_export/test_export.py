@@ -339,3 +339,48 @@ def test_cli_export_bad_checkpoint_exits_2(tmp_path: Path, capsys: pytest.Captur
     rc = main(["export", "--checkpoint", str(tmp_path / "ckpt"), "--out", str(tmp_path / "b")])
     assert rc == 2
     assert "config.json" in capsys.readouterr().err
+
+
+def test_int8_stored_weights_fold_to_fp32_at_load(
+    fp32_bundles: dict[str, Any], tmp_path: Path
+) -> None:
+    """Weight-only int8: small on disk, the fp32 graph once onnxruntime opens it."""
+    import onnxruntime as ort
+
+    from model_export.compact import store_weights_int8
+
+    bundle = fp32_bundles["classify"].path
+    manifest = load_bundle(bundle).manifest
+    src, dst = bundle / "model.onnx", tmp_path / "w8.onnx"
+    # tiny matrices: lower the size floor so that every matrix is stored int8
+    record = store_weights_int8(src, dst, min_elements=256)
+    assert record["matrices"] > 0 and 0 < record["max_abs_error"] < 0.05
+    stored = onnx.load(str(dst))
+    int8 = [i for i in stored.graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert len(int8) == record["matrices"]
+    int8_bytes = sum(len(i.raw_data) for i in int8)
+    # each matrix: 4 bytes per element before, 1 after (plus one scale per column)
+    assert src.stat().st_size - dst.stat().st_size > 2.5 * int8_bytes > 0
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "opened.onnx")
+    session = ort.InferenceSession(str(dst), options, providers=["CPUExecutionProvider"])
+    opened = onnx.load(str(tmp_path / "opened.onnx"))
+    assert not [n for n in opened.graph.node if n.name.endswith("_dq")]  # folded at load
+
+    parent = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+    feeds = generated_cases(500, inputs=manifest.inputs, shapes=((4, 9, 14),), seed=5)[0][1]
+    a = parent.run(["probabilities"], feeds)[0]
+    b = session.run(["probabilities"], feeds)[0]
+    assert np.abs(a - b).max() < 0.02
+    assert (a.argmax(-1) == b.argmax(-1)).all()
+
+
+def test_int8_weights_need_the_fp32_graph(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    from xmixup.errors import UserError
+
+    with pytest.raises(UserError, match="--weights int8 with --precision int8"):
+        onnx_export.export_bundle(
+            checkpoints["classify"], tmp_path / "x", precision="int8", weights="int8"
+        )
+    assert not (tmp_path / "x").exists()
