@@ -23,8 +23,9 @@ and onnxruntime throughput against the fp32 bundle, side by side (batch 8, lengt
 The default is chosen from these: the options within a third of the fp32 bytes that lose at
 most 0.5 points on every task; among them one that keeps the whole vocabulary (it serves every
 language), then the fastest. Results go to results/export.json under `bundle_options` and
-`default_bundle` (other keys of the file are kept; so are other tasks measured earlier with the
-same options, so each task can be added when its checkpoint exists).
+`default_bundle` (other keys of the file are kept; so are other tasks measured earlier, and the
+options measured earlier on the same checkpoint and eval data, so a task or an option can be
+added without re-measuring the rest; the default is chosen among the options every task has).
 """
 
 from __future__ import annotations
@@ -235,17 +236,33 @@ def bench_task(
     }
 
 
-def earlier_tasks(out: Path, options: list[str]) -> dict[str, Any]:
-    """Tasks an earlier run measured with the same options (each task's checkpoint comes from
-    its own training run, so they can be measured one at a time); a task given again replaces
-    its entry."""
+def earlier_tasks(out: Path) -> dict[str, Any]:
+    """The tasks an earlier run wrote to ``out`` (each task's checkpoint comes from its own
+    training run, so tasks can be measured one at a time)."""
     try:
         earlier = json.loads(out.read_text())["bundle_options"]
     except (OSError, KeyError, TypeError, json.JSONDecodeError):
         return {}
-    if list(earlier.get("options", {})) != options:
-        return {}
     return dict(earlier.get("tasks", {}))
+
+
+def merge_task(earlier: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """A task measured again: options measured earlier on the same checkpoint and eval data
+    (the fp32 metric equal, as it is deterministic) are kept beside the new ones, so an option
+    can be added without re-measuring the others; anything else replaces the earlier entry."""
+    same = earlier is not None and all(
+        earlier.get(k) == new[k] for k in ("checkpoint", "eval_data", "items")
+    )
+    if not same or earlier is None:
+        return new
+    if earlier["options"]["fp32"].get("value") != new["options"]["fp32"].get("value"):
+        return new
+    return {**new, "options": {**earlier["options"], **new["options"]}}
+
+
+def options_on_every_task(tasks: dict[str, Any]) -> list[str]:
+    """The options measured on every task, in OPTIONS order (the default needs all tasks)."""
+    return [o for o in OPTIONS if tasks and all(o in t["options"] for t in tasks.values())]
 
 
 def choose_default(tasks: dict[str, Any], options: list[str]) -> dict[str, Any]:
@@ -276,21 +293,23 @@ def main(argv: list[str] | None = None) -> int:
     options = [o.strip() for o in args.options.split(",") if o.strip()]
     if options[0] != "fp32":
         options.insert(0, "fp32")  # every figure is relative to it
-    tasks = earlier_tasks(Path(args.out), options)
+    tasks = earlier_tasks(Path(args.out))
     for spec in args.model:
         task, _, rest = spec.partition("=")
         checkpoint, _, eval_data = rest.partition(":")
-        tasks[task] = bench_task(task, Path(checkpoint), Path(eval_data), options, args)
-        tasks[task]["host"] = host_info()  # tasks may come from different runs
+        measured = bench_task(task, Path(checkpoint), Path(eval_data), options, args)
+        measured["host"] = host_info()  # tasks may come from different runs
+        tasks[task] = merge_task(tasks.get(task), measured)
+    everywhere = options_on_every_task(tasks)
     results = {
         "bundle_options": {
-            "options": {o: OPTIONS[o] for o in options},
+            "options": {o: OPTIONS[o] for o in everywhere},
             "bars": {"size_vs_fp32": SIZE_BAR, "metric_delta_points": METRIC_BAR},
             "tasks": tasks,
             "per_lang_limit": args.per_lang or None,
             "host": host_info(),
         },
-        "default_bundle": choose_default(tasks, options),
+        "default_bundle": choose_default(tasks, everywhere),
     }
     merge_results(Path(args.out), results)
     say(f"default: {results['default_bundle']}; wrote {args.out}")
