@@ -9,15 +9,18 @@ import argparse
 
 # `xmixup export`'s defaults: the CPU bundle chosen by bench/bundle_size.py on the evidence in
 # results/export.json ("default_bundle"): a third of the fp32 bytes or less, at most 0.5 points
-# lost on each task, the whole vocabulary. `--precision fp32 --embeddings fp32` writes the
-# exact graph, which is also what `export_bundle()` writes when not told otherwise.
-CLI_PRECISION = "int8"
+# lost on each task, the whole vocabulary. That is the fp32 graph with its matrix weights and
+# word embeddings stored int8 (0.28 of the bytes; on trained SIB-200 / UD / XQuAD checkpoints
+# -0.25 / -0.03 / +0.31 points), where dynamic int8 MatMuls lost up to 1.7 F1.
+# `--embeddings fp32 --weights fp32` writes the exact graph, which is also what
+# `export_bundle()` writes when not told otherwise.
+CLI_PRECISION = "fp32"
 CLI_EMBEDDINGS = "int8"
-# int8 bundles keep the MatMuls fed by these ops in fp32: every feed-forward down-projection,
-# whose GELU input has the widest activation range. On trained SIB-200 / UD / XQuAD checkpoints
-# quantising them cost up to 1.4 points; kept fp32 the bundle grows from 0.28 to 0.32 of fp32.
+CLI_WEIGHTS = "int8"
+# --precision int8 keeps the MatMuls fed by these ops fp32: every feed-forward down-projection,
+# whose GELU input has the widest activation range (a trained SIB-200 classifier lost 1.15
+# points with them int8, 0.41 without).
 CLI_KEEP_FP32_AFTER = ("BiasGelu", "Gelu", "FastGelu")
-CLI_WEIGHTS = "fp32"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,15 +41,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--precision",
         choices=["fp32", "fp16", "int8"],
         default=CLI_PRECISION,
-        help=f"int8 (dynamic quantisation of the MatMuls, CPU), fp32 (the exact graph) or fp16 "
-        f"(CUDA serving); default {CLI_PRECISION}",
+        help=f"fp32, int8 (dynamic quantisation of the MatMuls: faster on CPU, less accurate) "
+        f"or fp16 (CUDA serving); default {CLI_PRECISION}",
     )
     export.add_argument(
         "--embeddings",
         choices=["fp32", "int8"],
         default=None,
         help=f"the word-embedding table: int8 with one scale per row (a quarter of the bytes) or "
-        f"fp32; default {CLI_EMBEDDINGS}, fp32 with --precision fp32 or fp16",
+        f"fp32; default {CLI_EMBEDDINGS}, fp32 with --precision fp16",
     )
     export.add_argument(
         "--weights",
@@ -54,8 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="with --precision fp32: store the matrix weights as int8, one scale per column "
         "(a quarter of their bytes), made fp32 again when the graph is opened: the size of "
-        f"int8 at the accuracy and speed of fp32; default {CLI_WEIGHTS} with the default "
-        "precision, else fp32",
+        f"int8 at the accuracy and speed of fp32; default {CLI_WEIGHTS} with --precision fp32",
     )
     export.add_argument(
         "--int8-keep-fp32-after",
@@ -120,9 +122,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def default_embeddings(precision: str) -> str:
-    """The embeddings that go with a precision when none are asked for: the default bundle's
-    with the default precision; an explicit fp32 or fp16 asks for the graph in that precision."""
-    return CLI_EMBEDDINGS if precision == CLI_PRECISION else "fp32"
+    """The embeddings that go with a precision when none are asked for: fp16 graphs keep fp16
+    embeddings; fp32 and int8 graphs get the default bundle's."""
+    return "fp32" if precision == "fp16" else CLI_EMBEDDINGS
+
+
+def default_weights(precision: str) -> str:
+    """int8-stored weights belong to the fp32 graph (int8 and fp16 graphs have their own)."""
+    return CLI_WEIGHTS if precision == "fp32" else "fp32"
 
 
 def _run_export(args: argparse.Namespace) -> int:
@@ -141,16 +148,18 @@ def _run_export(args: argparse.Namespace) -> int:
         force=args.force,
         data_license=args.data_license,
         embeddings=args.embeddings or default_embeddings(args.precision),
-        weights=args.weights or (CLI_WEIGHTS if args.precision == CLI_PRECISION else "fp32"),
+        weights=args.weights or default_weights(args.precision),
         vocab_scripts=[s.strip() for s in (args.vocab_scripts or "").split(",") if s.strip()],
         vocab_corpus=args.vocab_corpus,
         quantize_options=QuantizeOptions(keep_fp32_after=keep),
     )
     vocab = manifest.vocabulary
     size = sum(entry.size for entry in manifest.files.values())
+    weights = manifest.export.get("weights") or {}
+    stored = "int8-stored" if weights.get("matrices") else manifest.precision
     print(
-        f"wrote bundle {args.out} ({manifest.task}, {manifest.precision}, "
-        f"{vocab.embedding_precision if vocab else 'fp32'} embeddings, "
+        f"wrote bundle {args.out} ({manifest.task}, {manifest.precision} graph, {stored} "
+        f"weights, {vocab.embedding_precision if vocab else 'fp32'} embeddings, "
         f"{vocab.size if vocab else '?'} pieces, {size / 1e6:.1f} MB)"
     )
     return 0

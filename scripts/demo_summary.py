@@ -41,12 +41,20 @@ def bundle_facts(bundle: Path) -> dict[str, Any]:
     """Size and precision of a built bundle (what the summary prints beside its metric)."""
     path = bundle / "manifest.json"
     if not path.is_file():
-        return {"bundle_bytes": None, "precision": None, "embedding_precision": None}
+        return {
+            "bundle_bytes": None,
+            "precision": None,
+            "weight_storage": None,
+            "embedding_precision": None,
+        }
     manifest = json.loads(path.read_text())
     vocabulary = manifest.get("vocabulary") or {}
+    stored = (manifest.get("export", {}).get("weights") or {}).get("matrices")
     return {
         "bundle_bytes": sum(int(f["size"]) for f in manifest["files"].values()),
         "precision": manifest["precision"],
+        # int8: the fp32 graph's matrices stored int8 (fp32 once loaded)
+        "weight_storage": "int8" if stored else manifest["precision"],
         "embedding_precision": vocabulary.get("embedding_precision", "fp32"),
     }
 
@@ -63,7 +71,8 @@ def print_summary(path: Path, summary: dict[str, Any], built_s: float) -> None:
     for task, s in summary.items():
         say(
             f"  {task:<9} {s['metric']:<9} {s['value']:6.1f}   bundle {rel(ROOT / s['bundle'])}"
-            f" ({(s['bundle_bytes'] or 0) / 1e6:.0f} MB, {s['precision']}, "
-            f"{s['embedding_precision']} embeddings)   (train+export {fmt_s(s['seconds'])})"
+            f" ({(s['bundle_bytes'] or 0) / 1e6:.0f} MB, {s['precision']} graph, "
+            f"{s['weight_storage']} weights, {s['embedding_precision']} embeddings)"
+            f"   (train+export {fmt_s(s['seconds'])})"
         )
     say()

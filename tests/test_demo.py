@@ -72,6 +72,8 @@ def test_demo_pipeline_builds_then_reuses(tiny_backbone: Path, tmp_path: Path) -
         assert manifest.vocabulary is not None
         assert entry["embedding_precision"] == manifest.vocabulary.embedding_precision
         assert entry["precision"] == manifest.precision
+        stored = manifest.export.get("weights", {}).get("matrices")
+        assert entry["weight_storage"] == ("int8" if stored else manifest.precision)
         # The summary's value is the evaluation's own number.
         evaluation = json.loads((out / "eval" / f"{task}.json").read_text())
         assert evaluation["avg"] == pytest.approx(entry["value"])
