@@ -12,7 +12,7 @@ manifest rewritten to format 2 when they are untrimmed fp32 bundles (what format
 
 Per run: seconds from spawning the process to the first /readyz 200 (loading, checksums,
 sessions, tokenizers, warm-up), and VmRSS of the server process after 20 requests to each model.
-Writes results/serve.json key `startup` (other keys kept).
+Writes results/serve.json key `startup` (or `--key`; other keys kept).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="runs per config, alternating")
     p.add_argument("--requests", type=int, default=20, help="requests per model before RSS")
     p.add_argument("--out", default=str(REPO / "results" / "serve.json"))
+    p.add_argument("--key", default="startup", help="key of --out to write (others are kept)")
     return p.parse_args(argv)
 
 
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         for name in others
     }
-    merge_results(Path(args.out), {"startup": startup})
+    merge_results(Path(args.out), {args.key: startup})
     say(f"wrote {args.out}: {startup.get('ratios')}")
     return 0
 
