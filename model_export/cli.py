@@ -44,6 +44,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"fp32, int8 (dynamic quantisation of the MatMuls: faster on CPU, less accurate) "
         f"or fp16 (CUDA serving); default {CLI_PRECISION}",
     )
+    _add_size_options(export)
+    export.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
+    export.add_argument(
+        "--verify-data",
+        default=None,
+        metavar="FILE.jsonl",
+        help="real items (the task's JSONL) to check ONNX vs PyTorch on, besides generated ones",
+    )
+    export.add_argument("--name", default=None, help="model name (default: the --out dir name)")
+    export.add_argument(
+        "--no-optimize",
+        action="store_true",
+        help="skip onnxruntime transformer fusions (debugging)",
+    )
+    export.add_argument(
+        "--force", action="store_true", help="overwrite a non-empty --out directory"
+    )
+    export.add_argument(
+        "--data-license",
+        default=None,
+        metavar="TEXT",
+        help="the training data's licence, for the model card (default: the Licence: line of "
+        "a SOURCE.md beside the training file, else 'not recorded')",
+    )
+    export.set_defaults(handler=_run_export)
+
+    verify = subparsers.add_parser(
+        "verify-bundle",
+        help="check a bundle's manifest and checksums, load it with onnxruntime, show its card",
+    )
+    verify.add_argument("bundle", help="bundle directory")
+    verify.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="provider to load it with"
+    )
+    verify.add_argument(
+        "--no-load", action="store_true", help="checksums only; do not open an ORT session"
+    )
+    verify.set_defaults(handler=_run_verify)
+
+
+def _add_size_options(export: argparse.ArgumentParser) -> None:
+    """How the bundle's bytes are stored: embeddings, weights, int8 exclusions, vocabulary."""
     export.add_argument(
         "--embeddings",
         choices=["fp32", "int8"],
@@ -82,43 +124,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="also keep every piece this JSONL or text file uses (repeatable)",
     )
-    export.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
-    export.add_argument(
-        "--verify-data",
-        default=None,
-        metavar="FILE.jsonl",
-        help="real items (the task's JSONL) to check ONNX vs PyTorch on, besides generated ones",
-    )
-    export.add_argument("--name", default=None, help="model name (default: the --out dir name)")
-    export.add_argument(
-        "--no-optimize",
-        action="store_true",
-        help="skip onnxruntime transformer fusions (debugging)",
-    )
-    export.add_argument(
-        "--force", action="store_true", help="overwrite a non-empty --out directory"
-    )
-    export.add_argument(
-        "--data-license",
-        default=None,
-        metavar="TEXT",
-        help="the training data's licence, for the model card (default: the Licence: line of "
-        "a SOURCE.md beside the training file, else 'not recorded')",
-    )
-    export.set_defaults(handler=_run_export)
-
-    verify = subparsers.add_parser(
-        "verify-bundle",
-        help="check a bundle's manifest and checksums, load it with onnxruntime, show its card",
-    )
-    verify.add_argument("bundle", help="bundle directory")
-    verify.add_argument(
-        "--device", choices=["cpu", "cuda"], default="cpu", help="provider to load it with"
-    )
-    verify.add_argument(
-        "--no-load", action="store_true", help="checksums only; do not open an ORT session"
-    )
-    verify.set_defaults(handler=_run_verify)
 
 
 def default_embeddings(precision: str) -> str:
