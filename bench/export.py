@@ -239,7 +239,8 @@ def int8_quality(
     scores = {}
     for name, path in [("fp32", fp32.path)] + [(n, r.path) for n, r in int8.items()]:
         result = evaluate_records(OnnxPredictor(path, args.threads), records)
-        scores[name] = result
+        # the summary figures; the per-item lists (trust, score) would make the file megabytes
+        scores[name] = {k: v for k, v in result.items() if not k.endswith("_per_item")}
         say(f"eval [{name}]: {result['metric']} avg {result['avg']:.2f}")
     # evaluate_records reports {"metric", "avg" (points, mean over languages), ...}
     deltas = {n: float(scores["fp32"]["avg"]) - float(scores[n]["avg"]) for n in int8}
