@@ -232,8 +232,10 @@ def test_evaluate_bundle_matches_checkpoint(tiny_backbone: Path, tmp_path: Path)
     opts = _opts("qa", tiny_backbone, tmp_path, eval=None, max_steps=2)
     train(opts)
     bundle = tmp_path / "bundle"
-    # the exact graph: the CLI's default (int8) would score close to, not as, PyTorch
+    # the exact graph: the CLI's default (int8-stored weights and embeddings) would score close
+    # to, not as, PyTorch
     argv = ["export", "--checkpoint", opts.out, "--out", str(bundle), "--precision", "fp32"]
+    argv += ["--embeddings", "fp32", "--weights", "fp32"]
     assert main(argv) == 0
     results = []
     for model in (opts.out, str(bundle)):
