@@ -29,9 +29,8 @@ class ExportOptions:
     quantize: QuantizeOptions = field(default_factory=QuantizeOptions)
     data_license: str | None = None  # the model card's training-data licence, when given
     embeddings: str = "fp32"  # int8: the word-embedding table as int8 rows (model_export.compact)
-    weights: str = (
-        "fp32"  # int8: matrix weights stored int8, fp32 once loaded (model_export.compact)
-    )
+    # int8: matrix weights stored int8, fp32 again once loaded (model_export.compact)
+    weights: str = "fp32"
     vocab_scripts: tuple[str, ...] = ()  # keep only these scripts' pieces (model_export.vocab_trim)
     vocab_corpus: tuple[Path, ...] = ()  # ... and the pieces these files use
 
