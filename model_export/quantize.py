@@ -11,9 +11,10 @@ needed. Defaults were chosen by measurement (bench/export.py, see the export log
   activation x activation matmuls (MatMulConstBOnly, the default for dynamic mode).
 - nodes on the λ gate's path and the task head stay fp32: they are a sliver of the FLOPs, and
   their error feeds λ and the logits directly.
-- `keep_fp32_after` keeps the MatMuls fed by the given ops fp32. `xmixup export` passes the
-  GELU ops, so its default bundle keeps every feed-forward down-projection fp32: on a trained
-  SIB-200 classifier quantising them cost 1.1-1.4 points, kept fp32 0.4
+- `keep_fp32_after` keeps the MatMuls fed by the given ops fp32. `xmixup export --precision
+  int8` passes the GELU ops, so it keeps every feed-forward down-projection fp32: on a trained
+  SIB-200 classifier int8 MatMuls + int8 embeddings lost 1.14 points, with the
+  down-projections kept fp32 0.41
   (bench/bundle_size.py, results/export.json `bundle_options`).
 """
 
