@@ -250,10 +250,9 @@ def merge_task(earlier: dict[str, Any] | None, new: dict[str, Any]) -> dict[str,
     """A task measured again: options measured earlier on the same checkpoint and eval data
     (the fp32 metric equal, as it is deterministic) are kept beside the new ones, so an option
     can be added without re-measuring the others; anything else replaces the earlier entry."""
-    same = earlier is not None and all(
-        earlier.get(k) == new[k] for k in ("checkpoint", "eval_data", "items")
-    )
-    if not same or earlier is None:
+    if earlier is None or any(
+        earlier.get(k) != new[k] for k in ("checkpoint", "eval_data", "items")
+    ):
         return new
     if earlier["options"]["fp32"].get("value") != new["options"]["fp32"].get("value"):
         return new

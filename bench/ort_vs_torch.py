@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +142,7 @@ def measure(
     import torch
 
     from bench.export import make_inputs
+    from bench.mixup_cost import timed
     from xmixup.core.bundle import load_bundle
     from xmixup.core.runner import Runner
     from xmixup.core.vocab import INPUT_NAMES
@@ -165,18 +164,11 @@ def measure(
             with torch.inference_mode():
                 model.predict(*t)
 
-        runs: dict[str, Any] = {"torch_1": lambda: torch_run(1)}
-        runs[f"torch_{threads}"] = lambda: torch_run(threads)
-        runs.update({name: (lambda r=r, f=feeds: r.run(f)) for name, r in ort.items()})
-        times: dict[str, list[float]] = defaultdict(list)
-        for run in runs.values():
-            run()  # warm-up
-        for _ in range(reps):
-            for name, run in runs.items():
-                t0 = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - t0)
-        out[str(length)] = {k: round(batch / statistics.median(v), 2) for k, v in times.items()}
+        runs: dict[str, Any] = {"torch_1": lambda _f: torch_run(1)}
+        runs[f"torch_{threads}"] = lambda _f: torch_run(threads)
+        runs.update({name: r.run for name, r in ort.items()})
+        seconds = timed(runs, feeds, reps)  # warm-up, then interleaved medians
+        out[str(length)] = {k: round(batch / v, 2) for k, v in seconds.items()}
         say(f"L={length} items/s: {out[str(length)]}")
     torch.set_num_threads(threads)
     return out
