@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from model_export.compact import WEIGHT_MIN_ELEMENTS
 from model_export.export_log import (
     ExportLog,
     FusionAttempt,
@@ -257,6 +258,7 @@ def export_bundle_result(
     data_license: str | None = None,
     embeddings: str = "fp32",
     weights: str = "fp32",
+    weights_min_elements: int = WEIGHT_MIN_ELEMENTS,
     vocab_scripts: Sequence[str] = (),
     vocab_corpus: Sequence[str | Path] = (),
 ) -> ExportResult:
@@ -275,6 +277,7 @@ def export_bundle_result(
         data_license=data_license,
         embeddings=embeddings,
         weights=weights,
+        weights_min_elements=weights_min_elements,
         vocab_scripts=tuple(vocab_scripts),
         vocab_corpus=tuple(Path(p) for p in vocab_corpus),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from model_export.compact import WEIGHT_MIN_ELEMENTS
 from model_export.quantize import QuantizeOptions
 from model_export.trace import DEFAULT_OPSET
 from xmixup.errors import UserError
@@ -31,6 +32,9 @@ class ExportOptions:
     embeddings: str = "fp32"  # int8: the word-embedding table as int8 rows (model_export.compact)
     # int8: matrix weights stored int8, fp32 again once loaded (model_export.compact)
     weights: str = "fp32"
+    # matrices smaller than this stay fp32 under --weights int8; lowered only by tests, whose
+    # tiny models' matrices are all below the default
+    weights_min_elements: int = WEIGHT_MIN_ELEMENTS
     vocab_scripts: tuple[str, ...] = ()  # keep only these scripts' pieces (model_export.vocab_trim)
     vocab_corpus: tuple[Path, ...] = ()  # ... and the pieces these files use
 

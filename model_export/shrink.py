@@ -91,7 +91,7 @@ def shrink(
         graph = quantized
     if options.weights == "int8":
         stored = work / "weights-int8.onnx"
-        log.weights = store_weights_int8(graph, stored)
+        log.weights = store_weights_int8(graph, stored, options.weights_min_elements)
         graph = stored
     deduped = work / "deduped.onnx"
     log.dedupe = dedupe_initializers(graph, deduped)

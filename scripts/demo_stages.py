@@ -109,9 +109,8 @@ def stage_train(
         plan.lr,
         *COMMON_TRAIN,
     ]
-    frozen = frozen_layers(demo, plan, backbone)
-    if frozen:
-        args += ["--freeze-layers", str(frozen)]
+    # always given: DEMO_FREEZE=0 must mean 0 even where the task default fixes layers (QA)
+    args += ["--freeze-layers", str(frozen_layers(demo, plan, backbone))]
     if plan.group_by_length:
         args.append("--group-by-length")
     # Thread counts change speed, not the model: they are not part of the stage's key.

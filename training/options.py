@@ -19,6 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from training.config import default_frozen_layers, default_lr
 from xmixup.core.vocab import METHODS, TASKS, WORD_TOKEN_RULES
 from xmixup.errors import UserError
 
@@ -62,7 +63,11 @@ class TrainOptions:
     epochs: float = _opt(3.0, group=SCHEDULE)
     batch_size: int = _opt(16, group=SCHEDULE, help="per process")
     max_length: int | None = _opt(None, group=SCHEDULE, help="sub-tokens (default 128, QA 384)")
-    lr: float = _opt(5e-5, group=SCHEDULE)
+    lr: float | None = _opt(
+        None,
+        group=SCHEDULE,
+        help="default 5e-5; QA with its lower layers fixed (its default) 5e-4",
+    )
     gate_lr: float | None = _opt(
         None, group=SCHEDULE, help="learning rate of the lambda gate (default 100 x --lr)"
     )
@@ -102,12 +107,13 @@ class TrainOptions:
         "model) or the first token (reference code)",
     )
     freeze_embeddings: bool = _opt(False, group=XMIXUP, help="freeze the word embeddings")
-    freeze_layers: int = _opt(
-        0,
+    freeze_layers: int | None = _opt(
+        None,
         group=XMIXUP,
         metavar="N",
         help="keep the embedding block and the lowest N encoder layers fixed and run them "
-        "without autograd (X-Mixup: N below the mixup layer); a speed lever",
+        "without autograd (X-Mixup: N below the mixup layer); default: QA the layers below its "
+        "mixup layer, other tasks 0",
     )
     source_noise: float = _opt(
         0.0,
@@ -178,6 +184,15 @@ class TrainOptions:
     resume: bool = _opt(False, group=SELECTION, help="continue from the last checkpoint in --out")
     skip_bad: bool = _opt(False, group=SELECTION, help="skip and count invalid JSONL lines")
     disable_tqdm: bool = _opt(False, group=SELECTION, flag="--no-progress", help="no progress bars")
+
+    def with_task_defaults(self, mixup_layer: int) -> TrainOptions:
+        """These options with the task defaults of training/config.py filled in (`--lr`,
+        `--freeze-layers`) for a model whose mixup layer is `mixup_layer`."""
+        frozen = self.freeze_layers
+        if frozen is None:
+            frozen = default_frozen_layers(self.task, mixup_layer)
+        lr = self.lr if self.lr is not None else default_lr(self.task, frozen)
+        return dataclasses.replace(self, freeze_layers=frozen, lr=lr)
 
     def check(self) -> None:
         """Refuse flag combinations that cannot work, before anything heavy is loaded."""

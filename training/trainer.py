@@ -1,10 +1,10 @@
 """``train()``: one X-Mixup (or baseline) training run, from options to output directory.
 
 The run has four phases: resolve the inputs (backbone, records, labels, target labels), build
-the model and its features, fit with ``XMixupTrainer`` (``training/xmixup_trainer.py``), and
-finalise: checkpoint averaging or best-checkpoint selection (on the target or on the English
-side of the dev file), the final evaluation, and the output directory (the final checkpoint +
-training_args.json + metrics.json).
+the model (task defaults filled in, lower layers frozen) and its features, fit with
+``XMixupTrainer`` (``training/xmixup_trainer.py``), and finalise: checkpoint averaging or
+best-checkpoint selection (on the target or on the English side of the dev file), the final
+evaluation, and the output directory (checkpoint + training_args.json + metrics.json).
 """
 
 from __future__ import annotations
@@ -37,8 +37,7 @@ log = logging.getLogger(__name__)
 
 # Paper / reference scripts: α per task (Table 10).
 DEFAULT_ALPHA = {"classify": 0.4, "tag": 0.8, "qa": 0.2}
-# The gate's learning rate relative to the encoder's when --gate-lr is not given.
-GATE_LR_FACTOR = 100.0
+GATE_LR_FACTOR = 100.0  # the gate's learning rate / the encoder's, when --gate-lr is not given
 BIO_TAG = re.compile(r"^(O|[BI]-.+)$")
 
 
@@ -82,6 +81,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     refuse_unasked_resume(ckpt_root, opts.resume)
     inputs = _resolve_inputs(opts)
     model, tokenizer = _build_model(opts, inputs)
+    opts = opts.with_task_defaults(model.config.mixup_layer)
+    freeze(model, opts.freeze_embeddings, opts.freeze_layers)
     feats = _featurise(opts, inputs, model.config, tokenizer)
     schedule = make_schedule(opts, len(feats.features), has_eval=bool(inputs.eval))
     fit = _fit(opts, inputs, feats, schedule, model, tokenizer, ckpt_root)
@@ -133,7 +134,7 @@ def infer_tag_scheme(labels: list[str]) -> str | None:
 
 
 def _build_model(opts: TrainOptions, inputs: _Inputs) -> tuple[Any, Any]:
-    """(XMixupModel on the backbone, seeded with --seed; its tokenizer)."""
+    """(XMixupModel on the backbone, seeded with --seed, nothing frozen yet; its tokenizer)."""
     from transformers import AutoTokenizer
 
     from training.config import XMixupConfig
@@ -161,7 +162,6 @@ def _build_model(opts: TrainOptions, inputs: _Inputs) -> tuple[Any, Any]:
         config.max_query_length = max(4, max_len // 2)
     torch.manual_seed(opts.seed)
     model = XMixupModel.from_backbone(inputs.backbone, config)
-    freeze(model, opts.freeze_embeddings, opts.freeze_layers)
     tokenizer = AutoTokenizer.from_pretrained(str(inputs.backbone))
     return model, tokenizer
 

@@ -1,8 +1,10 @@
-"""Small bundles: a trimmed, int8-embedding bundle answers as its fp32 parent does.
+"""Small bundles: a trimmed bundle with the default's int8 storage answers as its fp32 parent.
 
 Tiny XLM-R checkpoints (padding-based position ids: the pad id must not move when ids are
-remapped) are exported twice: the fp32 parent, and a child with int8 embedding rows and the
-vocabulary trimmed to Latin-script pieces plus those a multilingual sample uses. Both go
+remapped) are exported twice: the fp32 parent, and a child with the default CLI bundle's
+storage (int8 embedding rows, every weight matrix stored int8: the size floor is lowered, as
+the tiny matrices are all under it) and the vocabulary trimmed to Latin-script pieces plus
+those a multilingual sample uses. Both go
 through verify-bundle and the service in one app; on the sample the child's labels and spans
 equal the parent's and its tags agree on at least 99 % of words. Text whose pieces were
 dropped is read as kept pieces or ``<unk>``, never an error.
@@ -64,6 +66,8 @@ def bundles(tiny_xlmr_backbone: Path, tmp_path_factory: pytest.TempPathFactory) 
             ckpt,
             root / "models" / f"{task}-small",
             embeddings="int8",
+            weights="int8",
+            weights_min_elements=1024,
             vocab_scripts=["latin"],
             vocab_corpus=[corpus],
         )
@@ -83,6 +87,9 @@ def test_child_bundle_records_what_was_done(bundles: Path) -> None:
     assert child.manifest.special_tokens == read_special_tokens(child.tokenizer_path)
     assert child.pad_id == parent.pad_id == 1
     assert child.manifest.files["model.onnx"].size < parent.manifest.files["model.onnx"].size
+    # every matrix of the encoder went int8 on disk (Q, K, V, output and both FFN ones per layer)
+    assert child.manifest.export["weights"]["matrices"] >= 6 * 2
+    assert parent.manifest.export.get("weights") is None
     # the model card (checksummed with the rest) says what was kept and what that costs
     card = (child.path / "README.md").read_text(encoding="utf-8")
     assert f"{cv.size} of {cv.source_size} pieces (scripts LATIN); int8 embedding rows" in card

@@ -24,9 +24,24 @@ def _train_parser():
 
 def test_defaults_are_the_dataclass_defaults() -> None:
     assert _parse() == TrainOptions(task="tag", train="t.jsonl", out="o")
-    assert _parse().lr == 5e-5 and _parse().method == "xmixup" and _parse().pooling == "mean"
+    assert _parse().method == "xmixup" and _parse().pooling == "mean"
     assert _parse().word_token == "first-content"  # new trainings skip bare "▁" pieces
     assert _parse("--word-token", "first").word_token == "first"
+
+
+def test_task_defaults_fill_lr_and_frozen_layers() -> None:
+    # QA: the layers below the mixup layer fixed, at 5e-4 (training/config.py); others: 5e-5
+    qa = TrainOptions(task="qa", train="t.jsonl", out="o")
+    assert qa.lr is None and qa.freeze_layers is None  # "not given", resolved per model
+    assert qa.with_task_defaults(8) == dataclasses.replace(qa, freeze_layers=7, lr=5e-4)
+    tag = TrainOptions(task="tag", train="t.jsonl", out="o").with_task_defaults(4)
+    assert (tag.freeze_layers, tag.lr) == (0, 5e-5)
+    # what is given wins; a QA full fine-tune goes back to the base rate
+    assert qa.with_task_defaults(1).freeze_layers == 0
+    full = dataclasses.replace(qa, freeze_layers=0).with_task_defaults(8)
+    assert (full.freeze_layers, full.lr) == (0, 5e-5)
+    given = _parse("--task", "qa", "--lr", "1e-4", "--freeze-layers", "3").with_task_defaults(8)
+    assert (given.freeze_layers, given.lr) == (3, 1e-4)
 
 
 def test_every_field_is_one_flag() -> None:
