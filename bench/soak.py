@@ -110,6 +110,9 @@ async def soak(url: str, pid: int, rate: float, args: argparse.Namespace) -> dic
     samples = await run_open_loop(url, "/classify", requests_payloads(64), rate, args.duration)
     watcher.cancel()
     n = int(args.duration // args.interval)
+    if len(rss) < n:
+        # a busy host can run the watcher's last wake-up just after the load ends
+        rss.append(rss_mb(pid))
     per = [summarize(samples, k * args.interval, (k + 1) * args.interval) for k in range(n)]
     for k, record in enumerate(per):
         record["minute" if args.interval == 60 else "interval"] = k + 1

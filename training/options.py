@@ -19,7 +19,6 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from training.config import default_frozen_layers, default_lr
 from xmixup.core.vocab import METHODS, TASKS, WORD_TOKEN_RULES
 from xmixup.errors import UserError
 
@@ -188,6 +187,9 @@ class TrainOptions:
     def with_task_defaults(self, mixup_layer: int) -> TrainOptions:
         """These options with the task defaults of training/config.py filled in (`--lr`,
         `--freeze-layers`) for a model whose mixup layer is `mixup_layer`."""
+        # imported here: this module is the CLI's stdlib-only shell (`xmixup serve` loads it)
+        from training.config import default_frozen_layers, default_lr
+
         frozen = self.freeze_layers
         if frozen is None:
             frozen = default_frozen_layers(self.task, mixup_layer)
