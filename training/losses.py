@@ -129,6 +129,7 @@ def xmixup_loss(
     target_label_mode: str = "gold",
     use_mse: bool = True,
     use_kl: bool = True,
+    consistency_weight: float = 1.0,
 ) -> LossParts:
     """The X-Mixup loss from an ``XMixupOutput`` and the batch actually fed to the model.
 
@@ -136,6 +137,8 @@ def xmixup_loss(
     plain ``source_*`` names. ``source_is_real`` [B] bool: which items got their original
     source (source labels valid). ``target_label_mode``: tagging only, ``gold`` (hard target
     tags) or ``pseudo`` (soft per-word distributions in ``target_soft_labels``).
+    ``consistency_weight`` scales the consistency terms (hidden-state MSE, classification KL);
+    the paper and its code add them with weight 1.
     """
     tl = output.target_logits  # type: ignore[attr-defined]
     sl = output.source_logits  # type: ignore[attr-defined]
@@ -168,7 +171,7 @@ def xmixup_loss(
         )
     if use_kl and task == "classify":
         kl = kl_source_target(sl, tl)
-    total = total + mse + kl
+    total = total + consistency_weight * (mse + kl)
     real = source_is_real.bool()
     return LossParts(
         total=total,

@@ -92,6 +92,12 @@ class TrainOptions:
         None, group=XMIXUP, help="source task-loss weight (default per task)"
     )
     lambda0: float = _opt(0.5, group=XMIXUP)
+    consistency_weight: float = _opt(
+        1.0,
+        group=XMIXUP,
+        metavar="W",
+        help="weight of the consistency losses (hidden-state MSE; classification KL); 0: off",
+    )
     gate: str = _opt(
         "normalized",
         group=XMIXUP,
@@ -216,6 +222,8 @@ class TrainOptions:
                 f"--no-source-rate {self.no_source_rate} is not a probability in [0, 1)",
                 "1 would never show the model a translation",
             )
+        if self.consistency_weight < 0:
+            raise UserError(f"--consistency-weight {self.consistency_weight} is negative")
         if self.alpha is not None and not 0.0 <= self.alpha <= 1.0:
             raise UserError(f"--alpha {self.alpha} is not in [0, 1]")
         if self.target_labels not in (None, "gold", "pseudo", "projected"):

@@ -157,8 +157,7 @@ def _build_model(opts: TrainOptions, inputs: _Inputs) -> tuple[Any, Any]:
     )
     max_len = int(config.max_length or 0)  # resolved by XMixupConfig (128, QA 384)
     if task == "qa" and config.max_query_length + 8 > max_len:
-        # A short --max-length (CPU budgets) would leave no context room after a 64-token
-        # question: cap the question at half the window instead of refusing.
+        # a short --max-length leaves no context after a 64-token question: cap it, not refuse
         config.max_query_length = max(4, max_len // 2)
     torch.manual_seed(opts.seed)
     model = XMixupModel.from_backbone(inputs.backbone, config)
@@ -246,6 +245,7 @@ def _fit(
         plan=feats.plan,
         alpha=opts.alpha if opts.alpha is not None else DEFAULT_ALPHA[opts.task],
         target_label_mode=inputs.target_label_mode,
+        consistency_weight=opts.consistency_weight,
         gate_lr=_gate_lr(opts),
         eval_records=eval_view(inputs.eval, opts.task, opts.select_on) if inputs.eval else None,
         tokenizer=tokenizer,

@@ -63,6 +63,7 @@ class XMixupTrainer(Trainer):
         plan: SamplingPlan,
         alpha: float,
         target_label_mode: str,
+        consistency_weight: float = 1.0,
         gate_lr: float,
         eval_records: list[dict[str, Any]] | None,
         tokenizer: Any,
@@ -76,6 +77,7 @@ class XMixupTrainer(Trainer):
         self.method = xm_model.config.method
         self.plan = plan
         self.alpha = alpha
+        self.consistency_weight = consistency_weight
         self.target_label_mode = target_label_mode
         self.gate_lr = gate_lr
         self.eval_records = eval_records
@@ -195,6 +197,7 @@ class XMixupTrainer(Trainer):
             source_ok,
             alpha=self.alpha,
             target_label_mode=self.target_label_mode,
+            consistency_weight=self.consistency_weight,
         )
         lam = out.mixup_ratio.detach().float()
         self._note(

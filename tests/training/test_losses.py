@@ -95,6 +95,18 @@ def test_xmixup_loss_sums_the_terms() -> None:
     kl = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)
     assert parts.total.item() == pytest.approx(task + 1.0 + kl, rel=1e-6)
     assert parts.mse == pytest.approx(1.0) and parts.kl == pytest.approx(kl, rel=1e-6)
+    # --consistency-weight scales both consistency terms (0: task loss alone), not the task loss
+    for w in (0.0, 2.5):
+        weighted = L.xmixup_loss(
+            "classify",
+            _out(tl, sl, th, sh),
+            batch,
+            torch.tensor([True]),
+            alpha=0.4,
+            consistency_weight=w,
+        )
+        assert weighted.total.item() == pytest.approx(task + w * (1.0 + kl), rel=1e-6)
+        assert weighted.mse == pytest.approx(1.0)  # logged unweighted
     # tagging: no KL term; pseudo mode reads the soft labels, not target_labels
     tl3 = torch.tensor([[[0.0, math.log(3.0)]]])
     sl3 = torch.zeros(1, 1, 2)
