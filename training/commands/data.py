@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from training.commands import DefaultsHelpFormatter
+
 FORMAT_TASK = {
     "sib200": "classify",
     "xnli": "classify",
@@ -32,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "a single file = target is its own source). Writes OUT and OUT.stats.json. "
             "With --check FILE, validate an existing JSONL file instead."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--task", required=True, choices=["classify", "tag", "qa"])
     p.add_argument("--format", choices=sorted(FORMAT_TASK), help="input format")

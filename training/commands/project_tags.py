@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from training.commands import DefaultsHelpFormatter
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -17,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "--target-labels pseudo; `xmixup train --target-labels projected` does the same "
             "inside one run."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--data", metavar="FILE", required=True, help="tagging JSONL with source_tags")
     p.add_argument("--out", metavar="FILE", required=True, help="output JSONL")

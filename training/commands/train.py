@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from training.commands import DefaultsHelpFormatter
 from training.options import add_arguments, from_namespace
 
 
@@ -21,9 +22,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "(torchrun --nproc_per_node 2 -m xmixup train ...). Defaults follow the paper per "
             "task (alpha 0.4/0.8/0.2, sampling k 1000/1000/2000, mixup layer a third of the depth "
             "for tag, two thirds for qa and — departing from the paper's layer 1, see "
-            "docs/RESULTS.md — for classify), scaled to a small backbone (lr 5e-5, batch 16)."
+            "docs/RESULTS.md — for classify), scaled to a small backbone (lr 5e-5, batch 16; "
+            "QA: the layers below the mix fixed, lr 5e-4)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     add_arguments(p)
     p.set_defaults(handler=run)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from training.commands import DefaultsHelpFormatter
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -16,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "rewritten in place). The task predictions do not change; predict, export and the "
             "service then report translation_trust per item."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--model", metavar="CKPT", required=True, help="X-Mixup checkpoint directory")
     p.add_argument("--data", metavar="FILE", required=True, help="training JSONL (with sources)")
