@@ -157,9 +157,9 @@ def start_server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         return server
 
     yield start
-    for server in started:
-        leaked = server.stop()
-        assert leaked == [], f"service imported {leaked}"
+    # stop every server before judging any: a failed check must not leave the others running
+    leaked = {server.port: server.stop() for server in started}
+    assert all(mods == [] for mods in leaked.values()), f"service imported {leaked}"
 
 
 @pytest.fixture(scope="session")
