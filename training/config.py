@@ -36,6 +36,8 @@ def default_mixup_layer(task: str, num_layers: int) -> int:
     return min(max(layer, 1), num_layers)
 
 
+# Paper / reference scripts: α (the source task-loss weight) per task (Table 10).
+DEFAULT_ALPHA = {"classify": 0.4, "tag": 0.8, "qa": 0.2}
 # The learning rate of a full fine-tune, and of QA's default run with its lower layers fixed.
 BASE_LR = 5e-5
 QA_FROZEN_LR = 5e-4

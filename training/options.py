@@ -192,15 +192,16 @@ class TrainOptions:
 
     def with_task_defaults(self, mixup_layer: int) -> TrainOptions:
         """These options with the task defaults of training/config.py filled in (`--lr`,
-        `--freeze-layers`) for a model whose mixup layer is `mixup_layer`."""
+        `--freeze-layers`, `--alpha`) for a model whose mixup layer is `mixup_layer`."""
         # imported here: this module is the CLI's stdlib-only shell (`xmixup serve` loads it)
-        from training.config import default_frozen_layers, default_lr
+        from training.config import DEFAULT_ALPHA, default_frozen_layers, default_lr
 
         frozen = self.freeze_layers
         if frozen is None:
             frozen = default_frozen_layers(self.task, mixup_layer)
         lr = self.lr if self.lr is not None else default_lr(self.task, frozen)
-        return dataclasses.replace(self, freeze_layers=frozen, lr=lr)
+        alpha = self.alpha if self.alpha is not None else DEFAULT_ALPHA[self.task]
+        return dataclasses.replace(self, freeze_layers=frozen, lr=lr, alpha=alpha)
 
     def check(self) -> None:
         """Refuse flag combinations that cannot work, before anything heavy is loaded."""

@@ -35,8 +35,6 @@ from xmixup.core.special_tokens import pad_id_of
 
 log = logging.getLogger(__name__)
 
-# Paper / reference scripts: α per task (Table 10).
-DEFAULT_ALPHA = {"classify": 0.4, "tag": 0.8, "qa": 0.2}
 GATE_LR_FACTOR = 100.0  # the gate's learning rate / the encoder's, when --gate-lr is not given
 BIO_TAG = re.compile(r"^(O|[BI]-.+)$")
 
@@ -243,7 +241,7 @@ def _fit(
         callbacks=[timer, ThreadsFromFile(opts.threads_file)] if opts.threads_file else [timer],
         xm_model=model,
         plan=feats.plan,
-        alpha=opts.alpha if opts.alpha is not None else DEFAULT_ALPHA[opts.task],
+        alpha=opts.alpha,
         target_label_mode=inputs.target_label_mode,
         consistency_weight=opts.consistency_weight,
         gate_lr=_gate_lr(opts),
@@ -359,7 +357,7 @@ def _training_args(
         "options": asdict(opts),
         "resolved": {
             "backbone": str(inputs.backbone),
-            "alpha": opts.alpha if opts.alpha is not None else DEFAULT_ALPHA[opts.task],
+            "alpha": opts.alpha,
             "gate_lr": _gate_lr(opts),
             "sampling_k": feats.plan.k,
             "sampling": feats.plan.describe(),
