@@ -65,7 +65,7 @@ class TrainOptions:
     lr: float | None = _opt(
         None,
         group=SCHEDULE,
-        help="default 5e-5; QA with its lower layers fixed (its default) 5e-4",
+        help="default 5e-5; QA and tagging with their lower layers fixed (their default) 5e-4",
     )
     gate_lr: float | None = _opt(
         None, group=SCHEDULE, help="learning rate of the lambda gate (default 100 x --lr)"
@@ -117,8 +117,8 @@ class TrainOptions:
         group=XMIXUP,
         metavar="N",
         help="keep the embedding block and the lowest N encoder layers fixed and run them "
-        "without autograd (X-Mixup: N below the mixup layer); default: QA the layers below its "
-        "mixup layer, other tasks 0",
+        "without autograd (X-Mixup: N below the mixup layer); default: QA and tagging the "
+        "layers below the mixup layer, classification 0",
     )
     source_noise: float = _opt(
         0.0,

@@ -30,12 +30,15 @@ def test_defaults_are_the_dataclass_defaults() -> None:
 
 
 def test_task_defaults_fill_lr_and_frozen_layers() -> None:
-    # QA: the layers below the mixup layer fixed, at 5e-4 (training/config.py); others: 5e-5
+    # QA and tagging: the layers below the mixup layer fixed, at 5e-4 (training/config.py);
+    # classification: every layer at 5e-5
     qa = TrainOptions(task="qa", train="t.jsonl", out="o")
     assert qa.lr is None and qa.freeze_layers is None  # "not given", resolved per model
     assert qa.with_task_defaults(8) == dataclasses.replace(qa, freeze_layers=7, lr=5e-4, alpha=0.2)
     tag = TrainOptions(task="tag", train="t.jsonl", out="o").with_task_defaults(4)
-    assert (tag.freeze_layers, tag.lr) == (0, 5e-5)
+    assert (tag.freeze_layers, tag.lr) == (3, 5e-4)
+    cls = TrainOptions(task="classify", train="t.jsonl", out="o").with_task_defaults(8)
+    assert (cls.freeze_layers, cls.lr) == (0, 5e-5)
     # what is given wins; a QA full fine-tune goes back to the base rate
     assert qa.with_task_defaults(1).freeze_layers == 0
     full = dataclasses.replace(qa, freeze_layers=0).with_task_defaults(8)

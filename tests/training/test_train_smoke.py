@@ -79,9 +79,10 @@ def test_train_and_evaluate_each_task(task: str, tiny_backbone: Path, tmp_path: 
     args = json.loads((out / "training_args.json").read_text())
     assert args["resolved"]["alpha"] == {"classify": 0.4, "tag": 0.8, "qa": 0.2}[task]
     assert args["resolved"]["sampling_k"] == (2000 if task == "qa" else 1000)
-    # the task defaults as run: QA fixes the layers below its mixup layer, at 5e-4
+    # the task defaults as run: QA and tagging fix the layers below the mixup layer, at 5e-4
     layer = args["resolved"]["mixup_layer"]
-    frozen, lr = (layer - 1, 5e-4) if task == "qa" else (0, 5e-5)
+    frozen = layer - 1 if task in ("qa", "tag") else 0
+    lr = 5e-4 if frozen else 5e-5  # nothing below a layer-1 mix to fix: the full fine-tune's
     assert (args["options"]["freeze_layers"], args["options"]["lr"]) == (frozen, lr)
     # λ's gate has its own learning rate: at 0.05 it moves far more than 4 steps at 5e-5 could
     from training.mixup import EntropyGate

@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "task (alpha 0.4/0.8/0.2, sampling k 1000/1000/2000, mixup layer a third of the depth "
             "for tag, two thirds for qa and — departing from the paper's layer 1, see "
             "docs/RESULTS.md — for classify), scaled to a small backbone (lr 5e-5, batch 16; "
-            "QA: the layers below the mix fixed, lr 5e-4)."
+            "QA and tagging: the layers below the mix fixed, lr 5e-4)."
         ),
         formatter_class=DefaultsHelpFormatter,
     )
