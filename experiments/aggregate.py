@@ -241,13 +241,9 @@ def method_entry(
     if trust:
         e["trust_auroc"] = trust["auroc"]  # clean vs P = 0.3 source, mean over seeds
         e["trust"] = trust
-    for key, name in (  # experiments/fallback.py
-        ("no_source_unmixed", "eval-unmixed.json"),
-        ("no_source_unmixed_both", "eval-unmixed-both.json"),
-    ):
-        files = _seed_files(dirs, name)
-        if files:
-            e[key] = _mean_block(files)
+    unmixed = _seed_files(dirs, "eval-unmixed.json")  # experiments/fallback.py
+    if unmixed:
+        e["no_source_unmixed"] = _mean_block(unmixed)
     _cost(e, dirs)
     return e
 

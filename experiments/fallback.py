@@ -15,33 +15,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def _both_streams_unmixed(model: Any, tokenizer: Any) -> Any:
-    """Classification: the mean of both streams' softmaxes with the mixing off."""
-    import torch
-
-    from training.evaluate import TorchPredictor
-
-    class BothStreamsUnmixed(TorchPredictor):
-        def __call__(self, batch: dict) -> dict:
-            t = {k: torch.as_tensor(v) for k, v in batch.items()}
-            with torch.no_grad():  # source given (= the target): both streams run plain
-                out = self.model(**t, mixup=False)
-            p_t = torch.softmax(out.target_logits.float(), dim=-1)
-            p_s = torch.softmax(out.source_logits.float(), dim=-1)
-            res = {"probabilities": (p_t + p_s) / 2.0, "mixup_ratio": out.mixup_ratio}
-            res |= {"target_probabilities": p_t, "source_probabilities": p_s}
-            return {k: v.numpy() for k, v in res.items()}
-
-    return BothStreamsUnmixed(model, tokenizer)
-
-
-def evaluate_unmixed(run_dir: Path, data: Path, threads: int, both: bool = False) -> dict:
+def evaluate_unmixed(run_dir: Path, data: Path, threads: int) -> dict:
     import torch
     from transformers import AutoTokenizer
 
@@ -56,10 +35,9 @@ def evaluate_unmixed(run_dir: Path, data: Path, threads: int, both: bool = False
     tokenizer = AutoTokenizer.from_pretrained(str(run_dir / "model"))
     labels = list(model.config.labels) or None
     records, _ = read_jsonl(str(data), model.config.task, labels=labels)
-    predictor = (
-        _both_streams_unmixed(model, tokenizer) if both else TorchPredictor(model, tokenizer)
+    return evaluate_records(
+        TorchPredictor(model, tokenizer), [record_dict(r) for r in records], no_source=True
     )
-    return evaluate_records(predictor, [record_dict(r) for r in records], no_source=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,17 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     runs = Path(args.runs)
     data = Path(args.data) if args.data else runs.parent.parent / "data" / runs.name / "eval.jsonl"
-    variants = [("eval-unmixed.json", False)]
-    if runs.name == "classify":
-        variants.append(("eval-unmixed-both.json", True))
     for run_dir in sorted(runs.glob("xmixup-seed*")):
-        for name, both in variants:
-            target = run_dir / name
-            if target.is_file():
-                continue
-            result = evaluate_unmixed(run_dir, data, args.threads, both)
-            target.write_text(json.dumps(result, indent=2) + "\n")
-            print(f"{run_dir.name}: {name} {result['avg']:.2f}", flush=True)
+        target = run_dir / "eval-unmixed.json"
+        if target.is_file():
+            continue
+        result = evaluate_unmixed(run_dir, data, args.threads)
+        target.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"{run_dir.name}: unmixed {result['avg']:.2f}", flush=True)
     return 0
 
 

@@ -78,9 +78,6 @@ def _table_rows(task: str, entries: dict[str, Any]) -> list[tuple[str, str, dict
             )
         if "no_source_unmixed" in e:
             rows.append(("xmixup, no translation sent (mixing off)", "", e["no_source_unmixed"]))
-        if "no_source_unmixed_both" in e:
-            row = ("xmixup, no translation sent (mixing off, mean of both streams)", "")
-            rows.append((*row, e["no_source_unmixed_both"]))
         if "oracle_clean" in e:
             rows.append((f"{method} (oracle: human translation, P = 0)", "", e["oracle_clean"]))
     return rows
