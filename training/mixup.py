@@ -182,6 +182,7 @@ def mix_layer(
     source_attn: torch.Tensor,
     source_mask: torch.Tensor,
     num_heads: int,
+    self_mix: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The mixup layer for the target stream.
 
@@ -190,10 +191,21 @@ def mix_layer(
     cross-attends to source_attn with the same layer's Q/K/V/O weights, then
     h~ = LN_attn(λ·dropout(Wo·ctx) + (1−λ)·h_T) goes through the layer's FFN (the reference
     code's structure). Returns (target layer output [B, Lt, hidden], λ [B]).
+
+    ``self_mix`` [B] bool (training only, ``--self-mix-rate``): those rows cross-attend to
+    their own h_T instead of the source. That is exactly what the service computes for a
+    request without a translation (the target fed as the source has the same states up to
+    here), while the source stream still reads the real translation for its own losses.
     """
     h_t = self_attention_sublayer(layer, target, target_mask, num_heads)
     context, scores = attention(layer, h_t, source_attn, source_mask, num_heads)
     lam = gate(scores, target_mask, source_mask)
+    if self_mix is not None and bool(self_mix.any()):
+        rows = self_mix.nonzero(as_tuple=True)[0]
+        h_own, own_mask = h_t[rows], target_mask[rows]
+        own_context, own_scores = attention(layer, h_own, h_own, own_mask, num_heads)
+        context = context.index_copy(0, rows, own_context)
+        lam = lam.index_copy(0, rows, gate(own_scores, own_mask, own_mask))
     out = layer.attention.output
     lam3 = lam[:, None, None].to(h_t.dtype)
     mixed = out.LayerNorm(lam3 * out.dropout(out.dense(context)) + (1.0 - lam3) * h_t)

@@ -220,6 +220,7 @@ class XMixupModel(FrozenLowerLayers, nn.Module):
         s_mask: torch.Tensor,
         source_full: bool,
         keep_states: bool,
+        self_mix: torch.Tensor | None = None,
     ) -> _Mixed:
         """Both streams with the mix at the mixup layer.
 
@@ -233,7 +234,7 @@ class XMixupModel(FrozenLowerLayers, nn.Module):
         t = self._run(t, t_mask, 0, li, t_states)
         s_attn = self.source_mix(s_ids, s_mask, s_states)
         layer = self.layers[li]
-        t, lam = mix_layer(layer, self.gate, t, t_mask, s_attn, s_mask, self.num_heads)
+        t, lam = mix_layer(layer, self.gate, t, t_mask, s_attn, s_mask, self.num_heads, self_mix)
         if t_states is not None:
             t_states.append(t)
         t = self._run(t, t_mask, li + 1, self.num_layers, t_states)
@@ -269,12 +270,14 @@ class XMixupModel(FrozenLowerLayers, nn.Module):
         source_attention_mask: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         mixup: bool | None = None,
+        self_mix: torch.Tensor | None = None,
     ) -> XMixupOutput:
         """Training view. The source defaults to the target when not given.
 
         method "xmixup": both streams, the target mixed at the mixup layer (mixup off: both
         plain; the source only when given). "translate-train"/"zero-shot": target stream only.
         "translate-test": source stream only (the target inputs stand in when no source).
+        ``self_mix`` [B] bool: rows whose target mixes with itself (``mix_layer``).
         """
         t_mask = target_attention_mask.bool()
         source_given = source_input_ids is not None
@@ -296,7 +299,8 @@ class XMixupModel(FrozenLowerLayers, nn.Module):
             )
         if self._mixing(mixup):
             mixed = self._mixed_streams(
-                target_input_ids, t_mask, source_input_ids, s_mask, True, output_hidden_states
+                target_input_ids, t_mask, source_input_ids, s_mask, True, output_hidden_states,
+                self_mix,
             )
             assert mixed.source is not None
             return XMixupOutput(

@@ -138,6 +138,14 @@ class TrainOptions:
         help="train the no-translation fallback: each item gets its own target as the source "
         "with probability Q, as the service does for a request without one",
     )
+    self_mix_rate: float = _opt(
+        0.0,
+        group=XMIXUP,
+        metavar="Q",
+        help="train the no-translation fallback while keeping the translation's supervision: "
+        "each item's target stream mixes with itself with probability Q (the service's "
+        "no-translation path) and the source stream still reads the translation",
+    )
     sampling_k: float | None = _opt(
         None, group=XMIXUP, help="inverse-sigmoid decay k (default 1000, QA 2000)"
     )
@@ -222,6 +230,11 @@ class TrainOptions:
             raise UserError(
                 f"--no-source-rate {self.no_source_rate} is not a probability in [0, 1)",
                 "1 would never show the model a translation",
+            )
+        if not 0.0 <= self.self_mix_rate < 1.0:
+            raise UserError(
+                f"--self-mix-rate {self.self_mix_rate} is not a probability in [0, 1)",
+                "1 would never mix a translation into the target stream",
             )
         if self.consistency_weight < 0:
             raise UserError(f"--consistency-weight {self.consistency_weight} is negative")

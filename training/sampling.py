@@ -16,6 +16,12 @@ what the service feeds when a request carries no translation. Without it the mod
 that input in training, and the no-source fallback scored below translate-train on
 classification (docs/RESULTS.md); with it, the fallback is a trained path. Its draw is a pure
 function of ``(seed, step)`` too.
+
+A fourth keeps the translation for the source stream: "self-mix" (``--self-mix-rate Q``).
+Each item, independently with probability Q, has its target stream mix with its own states
+(``training/mixup.py``: the service's no-translation computation) while the source stream
+still reads the real English and learns from its labels, so the consistency losses distil the
+English view into exactly the path a no-translation request takes.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ class SamplingPlan:
     seed: int
     fallback: SourceKind
     no_source_rate: float = 0.0
+    self_mix_rate: float = 0.0
 
     def use_real(self, step: int) -> bool:
         """The per-step coin: True -> real source for the whole batch at this step."""
@@ -73,6 +80,13 @@ class SamplingPlan:
         u = np.random.default_rng([self.seed, step, 0x0505]).random(n)
         return u < self.no_source_rate
 
+    def self_mix_items(self, step: int, n: int) -> np.ndarray:
+        """[n] bool: the items of the batch at ``step`` whose target stream mixes with itself."""
+        if self.self_mix_rate <= 0:
+            return np.zeros(n, dtype=bool)
+        u = np.random.default_rng([self.seed, step, 0x5E1F]).random(n)
+        return u < self.self_mix_rate
+
     def p_real_at(self, step: int) -> float:
         """p_real for this plan (1 when there is nothing to substitute)."""
         return 1.0 if self.fallback == "real" else p_real(step, self.k)
@@ -83,7 +97,13 @@ class SamplingPlan:
             if self.no_source_rate > 0
             else ""
         )
-        return self._describe_fallback() + no_source
+        self_mix = (
+            f"; each item's target stream mixes with itself with probability "
+            f"{self.self_mix_rate:g}"
+            if self.self_mix_rate > 0
+            else ""
+        )
+        return self._describe_fallback() + no_source + self_mix
 
     def _describe_fallback(self) -> str:
         if self.fallback == "real":
@@ -109,6 +129,7 @@ def make_plan(
     seed: int,
     k: float | None = None,
     no_source_rate: float = 0.0,
+    self_mix_rate: float = 0.0,
 ) -> SamplingPlan:
     """The run's sampling plan from what the data offers and the ``--source-noise`` level."""
     k = float(k if k is not None else DEFAULT_K[task])
@@ -118,4 +139,10 @@ def make_plan(
         fallback = "noise"
     else:
         fallback = "real"
-    return SamplingPlan(k=k, seed=seed, fallback=fallback, no_source_rate=no_source_rate)
+    return SamplingPlan(
+        k=k,
+        seed=seed,
+        fallback=fallback,
+        no_source_rate=no_source_rate,
+        self_mix_rate=self_mix_rate,
+    )

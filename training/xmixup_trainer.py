@@ -182,11 +182,13 @@ class XMixupTrainer(Trainer):
             # Stand-in sources have other lengths; their label rows are unused (weight 0) and
             # items that kept their real source are aligned position by position.
             batch["source_labels"] = _fit_width(inputs["source_labels"], s_ids.shape[1], -100)
+        self_mix = self.plan.self_mix_items(step, len(t_ids)) if model.training else None
         out = model(
             target_input_ids=t_ids,
             target_attention_mask=t_mask,
             source_input_ids=s_ids,
             source_attention_mask=s_mask,
+            self_mix=None if self_mix is None else torch.as_tensor(self_mix, device=t_ids.device),
         )
         source_ok = is_real & inputs["source_has_labels"]
         out_view = _QAView(out) if self.task == "qa" else out

@@ -65,6 +65,32 @@ def test_padding_invariance(tiny_backbone, tiny_xlmr_backbone, task: str, arch: 
     assert alone["mixup_ratio"].item() > 0
 
 
+@pytest.mark.parametrize("task", ["classify", "tag", "qa"])
+def test_self_mix_rows_are_the_no_translation_path(tiny_backbone, task: str) -> None:
+    """--self-mix-rate: a self-mixed row's target stream is what the service computes with no
+    translation (the target fed as the source); its source stream still reads the translation;
+    the other rows are untouched."""
+    model = make_tiny_model(tiny_backbone, task, mixup_layer=2)
+    t, s = random_batch([6, 9, 4], seed=1), random_batch([8, 5, 11], seed=2)
+    rows = torch.tensor([True, False, True])
+    with torch.no_grad():
+        mixed = model(*t, *s, self_mix=rows)
+        plain = model(*t, *s)
+        own = model(*t, *t)
+    n_t = t[1].sum(dim=1)
+    for i in range(3):
+        ref = own if rows[i] else plain
+        n = int(n_t[i])
+        got, want = mixed.target_logits[i], ref.target_logits[i]
+        if task != "classify":
+            got, want = got[:n], want[:n]
+        assert (got - want).abs().max().item() <= TOL, (task, i)
+        assert abs(mixed.mixup_ratio[i].item() - ref.mixup_ratio[i].item()) <= TOL
+    # The source stream is the translation's in every row.
+    assert (mixed.source_logits - plain.source_logits).abs().max().item() <= TOL
+    assert (mixed.target_logits[0] - plain.target_logits[0]).abs().max().item() > 1e-4
+
+
 @pytest.mark.parametrize("arch", ["bert", "xlmr"])
 def test_mixup_off_equals_plain_hf_encoder(tiny_backbone, tiny_xlmr_backbone, arch: str) -> None:
     from transformers import AutoModel

@@ -100,6 +100,7 @@ def test_help_lists_groups_defaults_and_help(capsys: pytest.CaptureFixture[str])
         ({"eval": "d.jsonl", "select": "best", "average_checkpoints": 2}, "exclude each other"),
         ({"source_noise": 1.5}, "not a probability"),
         ({"alpha": -0.1}, "not in"),
+        ({"self_mix_rate": 1.0}, "--self-mix-rate 1.0 is not a probability"),
         ({"consistency_weight": -1.0}, "--consistency-weight -1.0 is negative"),
         ({"task": "qa", "teacher": "ckpt"}, "tagging pseudo-labels only"),
         ({"batch_size": 0}, "must be positive"),

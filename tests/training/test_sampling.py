@@ -70,3 +70,19 @@ def test_no_source_draw_is_seeded_per_item_and_follows_the_rate() -> None:
     assert all(plan.use_real(s) for s in range(0, 5000, 97))
     assert "target as the source with probability 0.25" in plan.describe()
     assert "real source is used at every step" in plan.describe()
+
+
+def test_self_mix_draw_is_seeded_and_independent_of_the_no_source_draw() -> None:
+    off = make_plan("classify", has_bt=False, noise_p=0.0, seed=1)
+    assert not off.self_mix_items(5, 16).any()
+    plan = make_plan(
+        "classify", has_bt=False, noise_p=0.0, seed=1, no_source_rate=0.25, self_mix_rate=0.25
+    )
+    a = plan.self_mix_items(5, 16)
+    assert (plan.self_mix_items(5, 16) == a).all()
+    many = np.concatenate([plan.self_mix_items(s, 16) for s in range(500)])
+    assert many.mean() == pytest.approx(0.25, abs=0.02)
+    other = np.concatenate([plan.no_source_items(s, 16) for s in range(500)])
+    # two separate coins: about a quarter of one set falls in the other, not all of it
+    assert (many & other).mean() == pytest.approx(0.0625, abs=0.015)
+    assert "mixes with itself with probability 0.25" in plan.describe()

@@ -300,6 +300,32 @@ def test_own_source_swaps_rows_and_pads_to_the_wider_stream() -> None:
     assert mask.tolist() == [[1, 1, 1, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0]]
 
 
+def test_self_mix_rate_reaches_the_model(tiny_backbone: Path, tmp_path: Path, monkeypatch) -> None:
+    """--self-mix-rate: the drawn rows reach the model's mix as ``self_mix``; evaluation never."""
+    from training.modeling import XMixupModel
+    from training.sampling import make_plan
+
+    seen: list[tuple[bool, torch.Tensor | None]] = []
+    forward = XMixupModel.forward
+
+    def spy(self, *args, **kw):
+        seen.append((self.training, kw.get("self_mix")))
+        return forward(self, *args, **kw)
+
+    monkeypatch.setattr(XMixupModel, "forward", spy)
+    opts = _opts("classify", tiny_backbone, tmp_path, eval=None, self_mix_rate=0.5, seed=3)
+    metrics = train(opts)
+    assert "mixes with itself with probability 0.5" in metrics["train"]["sampling"]
+    plan = make_plan("classify", has_bt=False, noise_p=0.0, seed=3, self_mix_rate=0.5)
+    drawn = [rows for training, rows in seen if training]
+    assert len(drawn) == opts.max_steps
+    for step, rows in enumerate(drawn):
+        assert rows is not None
+        assert rows.tolist() == plan.self_mix_items(step, len(rows)).tolist()
+    assert any(r.any() for r in drawn) and not all(r.all() for r in drawn)
+    assert all(rows is None for training, rows in seen if not training)
+
+
 @pytest.mark.parametrize("task", ["classify", "tag"])
 def test_no_source_rate_feeds_targets_as_sources(
     task: str, tiny_backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
