@@ -298,10 +298,8 @@ class XMixupModel(FrozenLowerLayers, nn.Module):
                 source_hidden_states=s_states,
             )
         if self._mixing(mixup):
-            mixed = self._mixed_streams(
-                target_input_ids, t_mask, source_input_ids, s_mask, True, output_hidden_states,
-                self_mix,
-            )
+            streams = (target_input_ids, t_mask, source_input_ids, s_mask)
+            mixed = self._mixed_streams(*streams, True, output_hidden_states, self_mix)
             assert mixed.source is not None
             return XMixupOutput(
                 target_logits=self.head(mixed.target, t_mask),

@@ -98,8 +98,7 @@ class SamplingPlan:
             else ""
         )
         self_mix = (
-            f"; each item's target stream mixes with itself with probability "
-            f"{self.self_mix_rate:g}"
+            f"; each item's target stream mixes with itself with probability {self.self_mix_rate:g}"
             if self.self_mix_rate > 0
             else ""
         )
