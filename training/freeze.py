@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from training.frozen_cache import FrozenFeatureCache
 from xmixup.errors import UserError
 
 if TYPE_CHECKING:
@@ -25,6 +26,10 @@ class FrozenLowerLayers:
 
     frozen_layers: int  # set by ``freeze``; training-time only, never saved
     encoder: Any  # the HF encoder: .embeddings, .encoder.layer
+    frozen_cache: FrozenFeatureCache | None = None  # set by ``freeze`` (training/frozen_cache.py)
+    training: bool
+    _embed: Any
+    _run: Any
 
     def train(self, mode: bool = True):  # type: ignore[no-untyped-def]
         """Frozen layers (and the embedding block under them) stay in eval mode: a fixed
@@ -41,6 +46,23 @@ class FrozenLowerLayers:
     def _frozen(self, layer_index: int) -> contextlib.AbstractContextManager[None]:
         return torch.no_grad() if layer_index < self.frozen_layers else contextlib.nullcontext()
 
+    def _lower(
+        self, ids: torch.Tensor, mask: torch.Tensor, states: list[torch.Tensor] | None
+    ) -> torch.Tensor:
+        """Embeddings and the frozen layers for one stream (the state after layer
+        ``frozen_layers``). Training steps read repeat items from the cache; evaluation,
+        export tracing and hidden-state requests always compute."""
+
+        def compute(i: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+            hidden = self._embed(i)
+            if states is not None:
+                states.append(hidden)
+            return self._run(hidden, m, 0, self.frozen_layers, states)  # type: ignore[no-any-return]
+
+        if self.frozen_cache is None or states is not None or not self.training:
+            return compute(ids, mask)
+        return self.frozen_cache.fetch(ids, mask, compute)
+
 
 def max_frozen_layers(model: XMixupModel) -> int:
     """The most layers `--freeze-layers` may fix: those below the mixup layer (X-Mixup: its gate
@@ -50,11 +72,12 @@ def max_frozen_layers(model: XMixupModel) -> int:
     return model.num_layers - 1
 
 
-def freeze(model: XMixupModel, embeddings: bool, layers: int) -> None:
+def freeze(model: XMixupModel, embeddings: bool, layers: int, cache_mb: float = 0.0) -> None:
     """Fix the word embeddings and/or the embedding block plus the lowest `layers` layers.
 
     Frozen layers run under `torch.no_grad()` and in eval mode (FrozenLowerLayers): no autograd
-    graph, no dropout. Raises UserError naming the flag when `layers` is out of range.
+    graph, no dropout; with ``cache_mb`` > 0 their output per item is kept for repeat visits
+    (training/frozen_cache.py). Raises UserError naming the flag when `layers` is out of range.
     """
     limit = max_frozen_layers(model)
     if not 0 <= layers <= limit:
@@ -68,6 +91,7 @@ def freeze(model: XMixupModel, embeddings: bool, layers: int) -> None:
         # Freezing the shared vocabulary also keeps it aligned across languages.
         model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
     model.frozen_layers = layers
+    model.frozen_cache = FrozenFeatureCache(int(cache_mb * 2**20)) if layers and cache_mb else None
     if layers:
         model.encoder.embeddings.requires_grad_(False)
         for layer in model.layers[:layers]:

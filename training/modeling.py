@@ -195,9 +195,9 @@ class XMixupModel(FrozenLowerLayers, nn.Module):
         self, input_ids: torch.Tensor, mask: torch.Tensor, keep_states: bool
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
         """The unmodified encoder on one stream."""
-        hidden = self._embed(input_ids)
-        states = [hidden] if keep_states else None
-        hidden = self._run(hidden, mask, 0, self.num_layers, states)
+        states: list[torch.Tensor] | None = [] if keep_states else None
+        hidden = self._lower(input_ids, mask, states)
+        hidden = self._run(hidden, mask, self.frozen_layers, self.num_layers, states)
         return hidden, (tuple(states) if states is not None else None)
 
     def source_mix(
@@ -206,10 +206,8 @@ class XMixupModel(FrozenLowerLayers, nn.Module):
         """The source stream up to the mixup layer's attention sublayer (what the target
         cross-attends to, and what the trust head reads)."""
         li = self.mixup_index
-        s = self._embed(s_ids)
-        if states is not None:
-            states.append(s)
-        s = self._run(s, s_mask, 0, li, states)
+        s = self._lower(s_ids, s_mask, states)
+        s = self._run(s, s_mask, self.frozen_layers, li, states)
         return self_attention_sublayer(self.layers[li], s, s_mask, self.num_heads)
 
     def _mixed_streams(
@@ -228,10 +226,10 @@ class XMixupModel(FrozenLowerLayers, nn.Module):
         (all the target needs from it): tag/QA inference skips the source's upper layers.
         """
         li = self.mixup_index
-        t = self._embed(t_ids)
-        t_states = [t] if keep_states else None
+        t_states: list[torch.Tensor] | None = [] if keep_states else None
         s_states: list[torch.Tensor] | None = [] if keep_states and source_full else None
-        t = self._run(t, t_mask, 0, li, t_states)
+        t = self._lower(t_ids, t_mask, t_states)
+        t = self._run(t, t_mask, self.frozen_layers, li, t_states)
         s_attn = self.source_mix(s_ids, s_mask, s_states)
         layer = self.layers[li]
         t, lam = mix_layer(layer, self.gate, t, t_mask, s_attn, s_mask, self.num_heads, self_mix)

@@ -120,6 +120,13 @@ class TrainOptions:
         "without autograd (X-Mixup: N below the mixup layer); default: QA and tagging the "
         "layers below the mixup layer, classification 0",
     )
+    frozen_cache_mb: float = _opt(
+        2048.0,
+        group=SCHEDULE,
+        metavar="MB",
+        help="keep the fixed lower layers' output per training item, up to MB megabytes, so "
+        "that a repeat visit skips them (exact: tests/training/test_frozen_cache.py); 0 = off",
+    )
     source_noise: float = _opt(
         0.0,
         group=XMIXUP,
@@ -236,6 +243,8 @@ class TrainOptions:
                 f"--self-mix-rate {self.self_mix_rate} is not a probability in [0, 1)",
                 "1 would never mix a translation into the target stream",
             )
+        if self.frozen_cache_mb < 0:
+            raise UserError(f"--frozen-cache-mb {self.frozen_cache_mb} is negative", "0 = off")
         if self.consistency_weight < 0:
             raise UserError(f"--consistency-weight {self.consistency_weight} is negative")
         if self.alpha is not None and not 0.0 <= self.alpha <= 1.0:

@@ -80,7 +80,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     inputs = _resolve_inputs(opts)
     model, tokenizer = _build_model(opts, inputs)
     opts = opts.with_task_defaults(model.config.mixup_layer)
-    freeze(model, opts.freeze_embeddings, opts.freeze_layers)
+    freeze(model, opts.freeze_embeddings, opts.freeze_layers, opts.frozen_cache_mb)
     feats = _featurise(opts, inputs, model.config, tokenizer)
     schedule = make_schedule(opts, len(feats.features), has_eval=bool(inputs.eval))
     fit = _fit(opts, inputs, feats, schedule, model, tokenizer, ckpt_root)

@@ -217,6 +217,8 @@ class XMixupTrainer(Trainer):
     # -------------------------------------------------------------- logging
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._window:
+            if self.xm.frozen_cache is not None:
+                self._note(frozen_cache_hit_rate=self.xm.frozen_cache.stats()["hit_rate"])
             summary = {k: _nanmean(v) for k, v in self._window.items()}
             logs.update({k: round(v, 6) for k, v in summary.items() if not math.isnan(v)})
             self.trajectory.append({"step": self.state.global_step, **summary})

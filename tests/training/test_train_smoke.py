@@ -363,3 +363,30 @@ def test_no_source_rate_feeds_targets_as_sources(
                 kept += 1
                 assert s_row != t_row  # the English translation
     assert swapped and kept
+
+
+def test_frozen_layers_train_through_the_cache(tiny_backbone: Path, tmp_path: Path) -> None:
+    """--freeze-layers with the default --frozen-cache-mb: repeat items are read from the cache
+    (its hit rate is logged); --frozen-cache-mb 0 trains the same model without it."""
+    runs = {}
+    for mb in (2048.0, 0.0):
+        opts = _opts(
+            "classify",
+            tiny_backbone,
+            tmp_path / f"mb{mb:g}",
+            eval=None,
+            freeze_layers=2,
+            frozen_cache_mb=mb,
+            max_steps=8,
+            seed=5,
+        )
+        runs[mb] = (train(opts), _state(Path(opts.out)))
+    logged = [
+        t for t in runs[2048.0][0]["train"]["loss_trajectory"] if "frozen_cache_hit_rate" in t
+    ]
+    assert logged and logged[-1]["frozen_cache_hit_rate"] > 0.3
+    assert not any("frozen_cache_hit_rate" in t for t in runs[0.0][0]["train"]["loss_trajectory"])
+    cached, plain = runs[2048.0][1], runs[0.0][1]
+    assert cached.keys() == plain.keys()
+    for name, w in plain.items():
+        assert (cached[name] - w).abs().max().item() <= 1e-5, name
