@@ -153,6 +153,12 @@ class TrainOptions:
         "each item's target stream mixes with itself with probability Q (the service's "
         "no-translation path) and the source stream still reads the translation",
     )
+    self_mix_copies: bool = _opt(
+        False,
+        group=XMIXUP,
+        help="with --self-mix-rate: train each drawn item twice, mixed with its translation "
+        "and, in an added copy, with itself (the batch grows by the rate) instead of switching it",
+    )
     sampling_k: float | None = _opt(
         None, group=XMIXUP, help="inverse-sigmoid decay k (default 1000, QA 2000)"
     )

@@ -64,6 +64,7 @@ class SamplingPlan:
     fallback: SourceKind
     no_source_rate: float = 0.0
     self_mix_rate: float = 0.0
+    self_mix_copies: bool = False
 
     def use_real(self, step: int) -> bool:
         """The per-step coin: True -> real source for the whole batch at this step."""
@@ -98,7 +99,8 @@ class SamplingPlan:
             else ""
         )
         self_mix = (
-            f"; each item's target stream mixes with itself with probability {self.self_mix_rate:g}"
+            f"; each item's target stream mixes with itself with probability "
+            f"{self.self_mix_rate:g}" + (" (in an added copy)" if self.self_mix_copies else "")
             if self.self_mix_rate > 0
             else ""
         )
@@ -129,6 +131,7 @@ def make_plan(
     k: float | None = None,
     no_source_rate: float = 0.0,
     self_mix_rate: float = 0.0,
+    self_mix_copies: bool = False,
 ) -> SamplingPlan:
     """The run's sampling plan from what the data offers and the ``--source-noise`` level."""
     k = float(k if k is not None else DEFAULT_K[task])
@@ -144,4 +147,5 @@ def make_plan(
         fallback=fallback,
         no_source_rate=no_source_rate,
         self_mix_rate=self_mix_rate,
+        self_mix_copies=self_mix_copies,
     )

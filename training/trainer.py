@@ -179,6 +179,7 @@ def _featurise(opts: TrainOptions, inputs: _Inputs, config: Any, tokenizer: Any)
         k=opts.sampling_k,
         no_source_rate=opts.no_source_rate,
         self_mix_rate=opts.self_mix_rate,
+        self_mix_copies=opts.self_mix_copies,
     )
     if method != "xmixup":
         plan = SamplingPlan(k=plan.k, seed=opts.seed, fallback="real")

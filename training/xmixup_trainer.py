@@ -164,8 +164,15 @@ class XMixupTrainer(Trainer):
 
     def _xmixup_loss(self, model: Any, inputs: dict[str, Any]) -> tuple[torch.Tensor, Any]:
         """Both streams, the source being real or a stand-in as the sampling plan says."""
-        t_ids, t_mask = inputs["target_input_ids"], inputs["target_attention_mask"]
         step = self.state.global_step
+        self_mix = self.plan.self_mix_items(step, len(inputs["target_input_ids"]))
+        if not model.training:
+            self_mix = None
+        elif self.plan.self_mix_copies and self_mix.any():
+            # The drawn items train both paths: as they are, and a copy that mixes with itself.
+            inputs = {k: _append_rows(v, self_mix) for k, v in inputs.items()}
+            self_mix = np.concatenate([np.zeros_like(self_mix), np.ones(self_mix.sum(), bool)])
+        t_ids, t_mask = inputs["target_input_ids"], inputs["target_attention_mask"]
         use_real = self.plan.use_real(step) if model.training else True
         prefix = "source" if use_real else "alt_source"
         s_ids, s_mask = inputs[f"{prefix}_input_ids"], inputs[f"{prefix}_attention_mask"]
@@ -182,7 +189,6 @@ class XMixupTrainer(Trainer):
             # Stand-in sources have other lengths; their label rows are unused (weight 0) and
             # items that kept their real source are aligned position by position.
             batch["source_labels"] = _fit_width(inputs["source_labels"], s_ids.shape[1], -100)
-        self_mix = self.plan.self_mix_items(step, len(t_ids)) if model.training else None
         out = model(
             target_input_ids=t_ids,
             target_attention_mask=t_mask,
@@ -284,6 +290,13 @@ def _own_source(
     ids = torch.where(pick, _fit_width(t_ids, width, pad_id), _fit_width(s_ids, width, pad_id))
     mask = torch.where(pick, _fit_width(t_mask, width, 0), _fit_width(s_mask, width, 0))
     return ids, mask
+
+
+def _append_rows(value: Any, rows: np.ndarray) -> Any:
+    """A batch tensor with copies of ``rows`` appended; other values as they are."""
+    if not isinstance(value, torch.Tensor) or value.dim() == 0 or value.shape[0] != len(rows):
+        return value
+    return torch.cat([value, value[torch.as_tensor(rows, device=value.device)]])
 
 
 def _fit_width(t: torch.Tensor, width: int, fill: int) -> torch.Tensor:

@@ -390,3 +390,42 @@ def test_frozen_layers_train_through_the_cache(tiny_backbone: Path, tmp_path: Pa
     assert cached.keys() == plain.keys()
     for name, w in plain.items():
         assert (cached[name] - w).abs().max().item() <= 1e-5, name
+
+
+def test_self_mix_copies_append_the_drawn_items(
+    tiny_backbone: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """--self-mix-copies: the drawn items stay in the batch as they are and come again at its
+    end, flagged to mix with themselves."""
+    from training.modeling import XMixupModel
+    from training.sampling import make_plan
+
+    seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    forward = XMixupModel.forward
+
+    def spy(self, *args, **kw):
+        if self.training:
+            seen.append((kw["target_input_ids"], kw["source_input_ids"], kw["self_mix"]))
+        return forward(self, *args, **kw)
+
+    monkeypatch.setattr(XMixupModel, "forward", spy)
+    opts = _opts(
+        "tag", tiny_backbone, tmp_path, eval=None, self_mix_rate=0.5, self_mix_copies=True, seed=3
+    )
+    metrics = train(opts)
+    assert "(in an added copy)" in metrics["train"]["sampling"]
+    plan = make_plan("tag", has_bt=False, noise_p=0.0, seed=3, self_mix_rate=0.5)
+    grown = 0
+    for step, (t_ids, s_ids, self_mix) in enumerate(seen):
+        drawn = plan.self_mix_items(step, opts.batch_size)
+        k = int(drawn.sum())
+        assert len(t_ids) == len(s_ids) == len(self_mix) == opts.batch_size + k
+        assert self_mix.tolist() == [False] * opts.batch_size + [True] * k
+        assert torch.equal(
+            t_ids[opts.batch_size :], t_ids[: opts.batch_size][torch.from_numpy(drawn)]
+        )
+        assert torch.equal(
+            s_ids[opts.batch_size :], s_ids[: opts.batch_size][torch.from_numpy(drawn)]
+        )
+        grown += k
+    assert grown and len(seen) == opts.max_steps
