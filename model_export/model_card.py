@@ -186,7 +186,24 @@ def _signals(metrics: Mapping[str, Any], has_trust: bool) -> list[str]:
     return lines
 
 
-def _use(fields: Mapping[str, Any]) -> list[str]:
+def _fallback_training(options: Mapping[str, Any]) -> str:
+    """What the run did to train the no-translation path, from its options."""
+    self_mix, no_source = options.get("self_mix_rate") or 0, options.get("no_source_rate") or 0
+    if self_mix:
+        how = "in an added copy of " if options.get("self_mix_copies") else ""
+        return (
+            f" This model was trained for it: {how}{self_mix:g} of its training items mixed "
+            "their own text instead of the translation (`--self-mix-rate`)."
+        )
+    if no_source:
+        return (
+            f" This model was trained for it: {no_source:g} of its training items got their "
+            "own text as the translation (`--no-source-rate`)."
+        )
+    return ""
+
+
+def _use(fields: Mapping[str, Any], options: Mapping[str, Any]) -> list[str]:
     method, task = fields["method"], fields["task"]
     pair = bool(fields.get("pair_input"))
     inputs = {
@@ -204,6 +221,7 @@ def _use(fields: Mapping[str, Any]) -> list[str]:
             f"- Expects an English translation of the input in {source}. Without one it falls "
             "back to reading the target as its own source (`source_used: false`): still an "
             "answer, usually a weaker one (measure it with `xmixup evaluate --no-source`)."
+            + _fallback_training(options)
         )
     elif method == "translate-test":
         fallback = (
@@ -260,7 +278,7 @@ def render_model_card(
         "",
         "## Intended use and limits",
         "",
-        *_use(fields),
+        *_use(fields, training_args.get("options") or {}),
         "",
     ]
     return "\n".join(parts)

@@ -73,6 +73,26 @@ def test_card_states_what_the_records_say() -> None:
     assert "/somewhere" not in card  # no machine paths
 
 
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({}, None),
+        ({"self_mix_rate": 0.2}, "trained for it: 0.2 of its training items mixed their own text"),
+        (
+            {"self_mix_rate": 0.2, "self_mix_copies": True},
+            "trained for it: in an added copy of 0.2 of its training items",
+        ),
+        ({"no_source_rate": 0.1}, "trained for it: 0.1 of its training items got their own text"),
+    ],
+)
+def test_card_says_how_the_no_translation_path_was_trained(options: dict, says: str | None) -> None:
+    card = render_model_card(FIELDS, METRICS, {"options": {**ARGS["options"], **options}})
+    if says is None:
+        assert "trained for it" not in card
+    else:
+        assert says in card
+
+
 def test_card_says_what_is_not_recorded() -> None:
     fields = {**FIELDS, "method": "translate-train", "outputs": ["probabilities", "mixup_ratio"]}
     card = render_model_card(fields, {}, {})
