@@ -125,7 +125,7 @@ class TrainOptions:
         group=SCHEDULE,
         metavar="MB",
         help="keep the fixed lower layers' output per training item, up to MB megabytes, so "
-        "that a repeat visit skips them (exact: tests/training/test_frozen_cache.py); 0 = off",
+        "that a repeat visit skips them (exact: the same model as without it); 0 = off",
     )
     source_noise: float = _opt(
         0.0,
