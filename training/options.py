@@ -124,8 +124,9 @@ class TrainOptions:
         2048.0,
         group=SCHEDULE,
         metavar="MB",
-        help="keep the fixed lower layers' output per training item, up to MB megabytes, so "
-        "that a repeat visit skips them (exact: the same model as without it); 0 = off",
+        help="keep the fixed lower layers' output per training item, up to MB megabytes on the "
+        "training device, so that a repeat visit skips them (exact: the same model as without "
+        "it); 0 = off",
     )
     source_noise: float = _opt(
         0.0,
