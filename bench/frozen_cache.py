@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.hostinfo import host_info, merge_results  # noqa: E402
-from bench.train_cost import DATA  # noqa: E402
+from bench.train_cost import train_command  # noqa: E402
 
 MODES = {"uncached": ["--frozen-cache-mb", "0"], "cached": []}
 
@@ -52,17 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def command(mode: str, out: Path, args: argparse.Namespace) -> list[str]:
-    cmd = [sys.executable, "-m", "xmixup.cli", "train", "--task", args.task, "--method", "xmixup"]
-    cmd += ["--train", str(REPO / "examples" / "data" / DATA[args.task] / "train.jsonl")]
-    cmd += ["--max-steps", str(args.steps), "--batch-size", str(args.batch_size)]
-    cmd += ["--max-length", str(args.max_length), "--lr", args.lr, "--num-threads", "1"]
-    cmd += ["--freeze-embeddings", "--no-trust-head", "--no-progress", "--seed", "0"]
-    cmd += ["--out", str(out), *MODES[mode]]
-    if args.task == "tag":
-        cmd += ["--target-labels", "gold"]
-    if args.backbone:
-        cmd += ["--backbone", args.backbone]
-    return cmd
+    """bench/train_cost.py's X-Mixup training command, at the demo's rate, cache on or off."""
+    return [*train_command(args.task, "xmixup", out, args), "--lr", args.lr, *MODES[mode]]
 
 
 def one_round(first: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:

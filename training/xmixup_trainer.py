@@ -165,10 +165,9 @@ class XMixupTrainer(Trainer):
     def _xmixup_loss(self, model: Any, inputs: dict[str, Any]) -> tuple[torch.Tensor, Any]:
         """Both streams, the source being real or a stand-in as the sampling plan says."""
         step = self.state.global_step
-        self_mix = self.plan.self_mix_items(step, len(inputs["target_input_ids"]))
-        if not model.training:
-            self_mix = None
-        elif self.plan.self_mix_copies and self_mix.any():
+        n = len(inputs["target_input_ids"])
+        self_mix = self.plan.self_mix_items(step, n) if model.training else None
+        if self_mix is not None and self.plan.self_mix_copies and self_mix.any():
             # The drawn items train both paths: as they are, and a copy that mixes with itself.
             inputs = {k: _append_rows(v, self_mix) for k, v in inputs.items()}
             self_mix = np.concatenate([np.zeros_like(self_mix), np.ones(self_mix.sum(), bool)])
