@@ -504,13 +504,9 @@
       box.classList.remove("dim");
       const share = pct(lam);
       const ceiling = lambda0 !== null ? " (this model's ceiling λ0 is " + pct(lambda0) + ")" : "";
-      note = share + " of the representation at the mixup layer came from the English translation" + ceiling + ".";
-      if (lambda0 !== null) {
-        const rel = lam / lambda0;
-        if (rel >= 0.75) note += " It trusted the translation: the two texts line up well.";
-        else if (rel <= 0.45) note += " It leaned mostly on your own text: the translation did not line up well.";
-        else note += " It balanced your text and the translation.";
-      }
+      // Measured on every task: λ barely moves between a clean and a badly degraded
+      // translation, so it must not be read as the translation's quality (translation_trust is).
+      note = share + " of the representation at the mixup layer came from the English translation" + ceiling + ". λ hardly changes with the translation's quality; see the trust line below for that.";
     }
     $("lambda-note").textContent = note;
     renderTrust(res);
