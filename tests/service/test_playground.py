@@ -164,6 +164,11 @@ def _check_lambda(page: Any, result: dict[str, Any]) -> None:
     assert f"λ = {lam:.3f}" in page.inner_text("#lambda-pct")
     width = page.eval_on_selector("#lambda-fill", "e => parseFloat(e.style.width)")
     assert width == pytest.approx(100 * lam, abs=0.01)
+    note = page.inner_text("#lambda-note")
+    # λ does not follow the translation's quality (measured), so the page must not read it so.
+    assert "trusted" not in note and "line up" not in note
+    if result["source_used"]:
+        assert "trust line" in note
     trust = result["translation_trust"]
     shown = page.get_attribute("#trust", "data-trust")
     if trust is None:
