@@ -173,7 +173,10 @@ def _signals(metrics: Mapping[str, Any], has_trust: bool) -> list[str]:
     last = trajectory[-1].get("lambda_mean") if trajectory else None
     lines = [
         f"- λ (`mixup_ratio`, how much the model leaned on the translation) on the evaluation "
-        f"file: {_stats(ev.get('lambda') or metrics.get('lambda'))}",
+        f"file: {_stats(ev.get('lambda') or metrics.get('lambda'))}. λ is how the model mixes, "
+        "not a measure of the translation's quality: it barely moves between a clean and a "
+        "badly degraded translation (measured on every task)"
+        + ("; `translation_trust` is that measure." if has_trust else "."),
         f"- λ at the end of training: {last:.3f}"
         if isinstance(last, (int, float))
         else "- λ at the end of training: not recorded",

@@ -64,6 +64,8 @@ def test_card_states_what_the_records_say() -> None:
         "| `sw` | 80.00 | 40 | **unseen** |",
         "| unseen average | 84.00 | | |",
         "mean 0.210 ± 0.030 (min 0.100, max 0.300)",
+        "λ is how the model mixes, not a measure of the translation's quality",
+        "`translation_trust` is that measure.",
         "λ at the end of training: 0.235",
         "`translation_trust` on the evaluation file: mean 0.900",
         "Expects an English translation of the input in `source`. Without one it falls back",
