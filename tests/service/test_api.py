@@ -94,6 +94,18 @@ def test_translation_trust_on_every_endpoint(client: httpx.Client) -> None:
     assert r.json()["results"][0]["translation_trust"] is None
 
 
+def test_openapi_documents_trust_and_not_lambda_as_the_quality_signal(
+    client: httpx.Client,
+) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for name in ("ClassifyResult", "TagResult", "QAResult"):
+        props = schemas[name]["properties"]
+        assert "faithful translation" in props["translation_trust"]["description"], name
+        assert "not a measure of the translation's quality" in (
+            props["mixup_ratio"]["description"]
+        ), name
+
+
 def test_tag_offsets_slice_the_text_and_entities_follow_tags(client: httpx.Client) -> None:
     tokens = ["Barack", "Obama", "besuchte", "Paris", "."]
     r = client.post(

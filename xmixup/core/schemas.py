@@ -38,7 +38,9 @@ class _Item(BaseModel):
 class _Result(BaseModel):
     mixup_ratio: float = Field(
         description="λ: how much of the source (translation) stream was mixed into the target "
-        "stream (0 … λ0). Averaged over windows for long QA contexts."
+        "stream (0 … λ0). Averaged over windows for long QA contexts. It barely moves between a "
+        "clean and a badly degraded translation, so it is not a measure of the translation's "
+        "quality: `translation_trust` is."
     )
     translation_trust: float | None = Field(
         default=None,
