@@ -101,8 +101,8 @@ def test_openapi_documents_trust_and_not_lambda_as_the_quality_signal(
     for name in ("ClassifyResult", "TagResult", "QAResult"):
         props = schemas[name]["properties"]
         assert "faithful translation" in props["translation_trust"]["description"], name
-        assert "not a measure of the translation's quality" in (
-            props["mixup_ratio"]["description"]
+        assert (
+            "not a measure of the translation's quality" in (props["mixup_ratio"]["description"])
         ), name
 
 
