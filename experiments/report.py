@@ -234,16 +234,19 @@ def _cost_table(entries: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
-def write_report(path: Path, tables: str) -> None:
-    """Replace the generated block of ``path`` (create the file around it if needed)."""
-    block = f"{BEGIN}\n{tables}\n{END}"
+def write_report(path: Path, tables: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the block between ``begin`` and ``end`` in ``path`` (create the file around it
+    if needed, or append the block when the file has none)."""
+    block = f"{begin}\n{tables}\n{end}"
     if path.is_file():
         text = path.read_text(encoding="utf-8")
-        if BEGIN in text and END in text:
-            head, rest = text.split(BEGIN, 1)
-            tail = rest.split(END, 1)[1]
+        if begin in text and end in text:
+            head, rest = text.split(begin, 1)
+            tail = rest.split(end, 1)[1]
             path.write_text(head + block + tail, encoding="utf-8")
             return
+        path.write_text(text.rstrip("\n") + f"\n\n{block}\n", encoding="utf-8")
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"# Results\n\n{block}\n", encoding="utf-8")
 

@@ -233,3 +233,58 @@ def test_recorded_commands_name_no_machine_directory() -> None:
     assert public_command(cmd) == (
         "python experiments/run.py --data DATA --out artifacts/x --teacher model --tasks tag"
     )
+
+
+def _entry(avg: float, seeds: list[float], **extra: object) -> dict[str, object]:
+    std = abs(seeds[0] - seeds[1]) / 2
+    return {"avg": avg, "seed_avgs": seeds, "seed_std": std, **extra}
+
+
+def test_levers_table_puts_each_ablation_beside_its_default(tmp_path: Path) -> None:
+    from experiments.levers import BEGIN, END, LEVERS, main
+
+    results = tmp_path / "results"
+    results.mkdir()
+    summary: dict[str, object] = {}
+    for key in {lever.default for lever in LEVERS}:
+        summary[key] = {
+            "xmixup": _entry(40.0, [39.5, 40.5], no_source={"avg": 39.0}, dev={"avg": 45.0}),
+            "translate-train": _entry(38.0, [38.0, 38.0]),
+        }
+    (results / "summary.json").write_text(json.dumps(summary))
+    cell = _entry(
+        43.0, [42.8, 43.2], no_source={"avg": 42.5}, oracle_clean={"avg": 43.1},
+        dev={"avg": 47.0}, **{"lambda": {"mean": 0.2}},
+    )  # fmt: skip
+    (results / "ablation-qa-cw0.json").write_text(json.dumps({"qa": {"xmixup": cell}}))
+    small = _entry(40.5, [40.0, 41.0])
+    (results / "ablation-qa-alpha0.json").write_text(json.dumps({"qa": {"xmixup": small}}))
+    report = tmp_path / "RESULTS.md"
+    report.write_text(f"hand text\n\n{BEGIN}\nold\n{END}\n\nmore hand text\n")
+
+    assert main(["--results", str(results), "--report", str(report)]) == 0
+
+    rows = json.loads((results / "levers.json").read_text())["qa"]
+    assert rows[0]["lever"] == "default (`qa`)" and rows[0]["vs_translate_train"] == 2.0
+    cw0 = next(r for r in rows if r.get("file") == "ablation-qa-cw0.json")
+    assert cw0["change"] == pytest.approx(3.0) and cw0["beyond_spread"] is True
+    assert cw0["vs_translate_train"] == pytest.approx(5.0) and cw0["no_translation"] == 42.5
+    alpha0 = next(r for r in rows if r.get("file") == "ablation-qa-alpha0.json")
+    assert alpha0["change"] == pytest.approx(0.5) and alpha0["beyond_spread"] is False
+    not_run = {r["lever"] for r in rows if r["run"] is False}
+    assert "mixup layer 6 of 12 (default 8)" in not_run and len(rows) == 1 + 6
+    text = report.read_text()
+    assert text.startswith("hand text") and text.rstrip().endswith("more hand text")
+    assert "old" not in text and "| qa | consistency weight 0 (default 1) | 43.0 ± 0.2" in text
+    assert (
+        "+3.0 |" in text and "+0.5 (within)" in text and 'not run: `--xmixup-args "--mixup' in text
+    )
+
+
+def test_write_report_appends_a_block_to_a_file_without_one(tmp_path: Path) -> None:
+    from experiments.report import write_report
+
+    path = tmp_path / "NOTES.md"
+    path.write_text("# Notes\n\nkept\n")
+    write_report(path, "table", begin="<!-- b -->", end="<!-- e -->")
+    assert path.read_text() == "# Notes\n\nkept\n\n<!-- b -->\ntable\n<!-- e -->\n"
