@@ -80,8 +80,21 @@ LEVERS = (
     ),
     Lever("qa", "qa-alpha0", "α 0 (default 0.2)", _x("--alpha 0"), "qa"),
     Lever("qa", "qa-cw0", "consistency weight 0 (default 1)", _x("--consistency-weight 0"), "qa"),
-    Lever("qa", "qa-l6", "mixup layer 6 of 12 (default 8)", _x("--mixup-layer 6"), "qa"),
-    Lever("qa", "qa-l4", "mixup layer 4 of 12 (default 8)", _x("--mixup-layer 4"), "qa"),
+    # QA fixes the layers below its mixup layer, so moving the mix also trains more layers.
+    Lever(
+        "qa",
+        "qa-l6",
+        "mixup layer 6 of 12, 1–5 fixed (default 8, 1–7)",
+        _x("--mixup-layer 6"),
+        "qa",
+    ),
+    Lever(
+        "qa",
+        "qa-l4",
+        "mixup layer 4 of 12, 1–3 fixed (default 8, 1–7)",
+        _x("--mixup-layer 4"),
+        "qa",
+    ),
     Lever("qa", "qa-lambda0-025", "λ0 0.25 (default 0.5)", _x("--lambda0 0.25"), "qa"),
     Lever(
         "qa",
