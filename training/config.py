@@ -26,13 +26,21 @@ def default_mixup_layer(task: str, num_layers: int) -> int:
     """The mixup layer for the encoder depth (1-based).
 
     Paper (12/24-layer encoders): classification 1, tagging 4 of 12, QA 8 of 12 / 16 of 24.
-    Tagging and QA keep the paper's a third / two thirds of the depth. Classification departs
-    from it: on SIB-200 with multilingual-e5-small (300 steps, 2 seeds, docs/RESULTS.md "What
-    makes the mixing pay"), mixing at layer 1 left the mixed target stream at translate-train's
-    level (82.0 vs 82.6: the later layers wash a near-lexical mix out), while layer 8 of 12 lifted
-    it to 88.5; so classification mixes at two thirds of the depth too.
+    Tagging keeps the paper's a third of the depth (6 and 8 of 12 were no better: docs/RESULTS.md
+    "Tagging"). Classification departs from it: on SIB-200 with multilingual-e5-small (300 steps,
+    2 seeds, docs/RESULTS.md "What makes the mixing pay"), mixing at layer 1 left the mixed target
+    stream at translate-train's level (82.0 vs 82.6: the later layers wash a near-lexical mix
+    out), while layer 8 of 12 lifted it to 88.5; so classification mixes at two thirds of the
+    depth. QA departs too, to half the depth: on XQuAD (200 steps x 8, 2 seeds, the layers below
+    the mix fixed) layer 6 of 12 gave dev F1 51.0 against 47.0 at the paper's 8 (docs/RESULTS.md
+    "Extractive QA").
     """
-    layer = round(num_layers / 3) if task == "tag" else round(2 * num_layers / 3)
+    if task == "tag":
+        layer = round(num_layers / 3)
+    elif task == "qa":
+        layer = round(num_layers / 2)
+    else:
+        layer = round(2 * num_layers / 3)
     return min(max(layer, 1), num_layers)
 
 
@@ -50,7 +58,8 @@ FROZEN_BASE_TASKS = ("qa", "tag")
 def default_frozen_layers(task: str, mixup_layer: int) -> int:
     """How many of the lowest encoder layers a run keeps fixed when `--freeze-layers` is not given.
 
-    QA and tagging: every layer below the mixup layer (with `default_lr` 5e-4); classification:
+    QA and tagging: every layer below the mixup layer (with `default_lr` 5e-4; QA: layers 1-5 of
+    12 since the mix moved to layer 6, whose dev figures are in `default_mixup_layer`); classification:
     none. Both chosen on dev data with multilingual-e5-small at a CPU budget, 2 seeds
     (docs/RESULTS.md). XQuAD (200 steps x 8, length 192): the full fine-tune at 5e-5 was unstable
     (xmixup F1 32.6 +- 5.0, translate-train 32.5 +- 5.0, zero-shot 40.0 +- 0.2), while layers 1-7

@@ -219,5 +219,5 @@ def test_mixup_layer_out_of_range(tiny_backbone) -> None:
 
 def test_default_mixup_layer_scales_with_depth(tiny_backbone) -> None:
     assert make_tiny_model(tiny_backbone, "tag").config.mixup_layer == 1  # round(4/3)
-    assert make_tiny_model(tiny_backbone, "qa").config.mixup_layer == 3  # round(8/3)
+    assert make_tiny_model(tiny_backbone, "qa").config.mixup_layer == 2  # round(4/2)
     assert make_tiny_model(tiny_backbone, "classify").config.mixup_layer == 3

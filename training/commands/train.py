@@ -21,8 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "tokenizer, training_args.json, metrics.json). Runs under torchrun for DDP "
             "(torchrun --nproc_per_node 2 -m xmixup train ...). Defaults follow the paper per "
             "task (alpha 0.4/0.8/0.2, sampling k 1000/1000/2000, mixup layer a third of the depth "
-            "for tag, two thirds for qa and — departing from the paper's layer 1, see "
-            "docs/RESULTS.md — for classify), scaled to a small backbone (lr 5e-5, batch 16; "
+            "for tag), with two measured departures (docs/RESULTS.md): the mix at two thirds of "
+            "the depth for classify and at half for qa; scaled to a small backbone (lr 5e-5, batch 16; "
             "QA and tagging: the layers below the mix fixed, lr 5e-4)."
         ),
         formatter_class=DefaultsHelpFormatter,
