@@ -265,14 +265,15 @@ def test_levers_table_puts_each_ablation_beside_its_default(tmp_path: Path) -> N
     assert main(["--results", str(results), "--report", str(report)]) == 0
 
     rows = json.loads((results / "levers.json").read_text())["qa"]
-    assert rows[0]["lever"] == "default (`qa`)" and rows[0]["vs_translate_train"] == 2.0
+    assert rows[0]["lever"] == "default (`qa_layer8`)" and rows[0]["vs_translate_train"] == 2.0
+    assert [r["lever"] for r in rows].index("default (`qa`)") == 4  # after its 3 levers
     cw0 = next(r for r in rows if r.get("file") == "ablation-qa-cw0.json")
     assert cw0["change"] == pytest.approx(3.0) and cw0["beyond_spread"] is True
     assert cw0["vs_translate_train"] == pytest.approx(5.0) and cw0["no_translation"] == 42.5
     alpha0 = next(r for r in rows if r.get("file") == "ablation-qa-alpha0.json")
     assert alpha0["change"] == pytest.approx(0.5) and alpha0["beyond_spread"] is False
     not_run = {r["lever"] for r in rows if r["run"] is False}
-    assert "λ0 0.25 (default 0.5)" in not_run and len(rows) == 1 + 6
+    assert "λ0 0.25 (default 0.5)" in not_run and len(rows) == 2 + 6
     text = report.read_text()
     assert text.startswith("hand text") and text.rstrip().endswith("more hand text")
     assert "old" not in text and "| qa | consistency weight 0 (default 1) | 43.0 ± 0.2" in text
