@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from experiments.report import write_report  # noqa: E402
+from experiments.report import _f, write_report  # noqa: E402
 
 BEGIN, END = "<!-- levers:begin -->", "<!-- levers:end -->"
 
@@ -158,12 +158,6 @@ def _lever_row(lever: Lever, base: dict[str, Any], results: Path) -> dict[str, A
     }
 
 
-def _f(x: float | None, sign: bool = False) -> str:
-    if x is None:
-        return "–"
-    return f"{x:+.1f}" if sign else f"{x:.1f}"
-
-
 def render(rows: dict[str, list[dict[str, Any]]]) -> str:
     lines = [
         "| task | lever | @ P = 0.15 (seeds) | change | vs translate-train | no translation "
@@ -179,11 +173,11 @@ def render(rows: dict[str, list[dict[str, Any]]]) -> str:
             score = f"{r['avg']:.1f} ± {r['seed_std']:.1f} ({seeds})"
             change = ""
             if "change" in r:
-                change = _f(r["change"], sign=True) + ("" if r["beyond_spread"] else " (within)")
+                change = f"{r['change']:+.1f}" + ("" if r["beyond_spread"] else " (within)")
             lam = "–" if r["lambda"] is None else f"{r['lambda']:.2f}"
             lines.append(
                 f"| {task} | {r['lever']} | {score} | {change} "
-                f"| {_f(r['vs_translate_train'], sign=True)} | {_f(r['no_translation'])} "
+                f"| {r['vs_translate_train']:+.1f} | {_f(r['no_translation'])} "
                 f"| {_f(r['human_translation'])} | {_f(r['mixed_stream'])} | {_f(r['dev'])} "
                 f"| {lam} |"
             )
