@@ -91,6 +91,13 @@ LEVERS = (
         QA8,
     ),
     # Against the default since: the mix at layer 6, layers 1-5 fixed.
+    Lever(
+        "qa",
+        "qa-l8f5",
+        "mixup layer 8 of 12, 1–5 fixed (the default's trained depth)",
+        _x("--mixup-layer 8", '--train-args "--freeze-layers 5 --lr 5e-4"'),
+        "qa",
+    ),
     Lever("qa", "qa-l4", "mixup layer 4 of 12, 1–3 fixed", _x("--mixup-layer 4"), "qa"),
     Lever("qa", "qa-lambda0-025", "λ0 0.25 (default 0.5)", _x("--lambda0 0.25"), "qa"),
     Lever(

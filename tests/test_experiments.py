@@ -273,7 +273,7 @@ def test_levers_table_puts_each_ablation_beside_its_default(tmp_path: Path) -> N
     alpha0 = next(r for r in rows if r.get("file") == "ablation-qa-alpha0.json")
     assert alpha0["change"] == pytest.approx(0.5) and alpha0["beyond_spread"] is False
     not_run = {r["lever"] for r in rows if r["run"] is False}
-    assert "λ0 0.25 (default 0.5)" in not_run and len(rows) == 2 + 6
+    assert "λ0 0.25 (default 0.5)" in not_run and len(rows) == 2 + 7
     text = report.read_text()
     assert text.startswith("hand text") and text.rstrip().endswith("more hand text")
     assert "old" not in text and "| qa | consistency weight 0 (default 1) | 43.0 ± 0.2" in text
