@@ -106,10 +106,12 @@ def bench_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    results = {task: bench_task(task, args) for task in tasks}
     setup = {k: getattr(args, k) for k in ("steps", "rounds", "batch_size", "max_length")}
-    record = {"goal": GOAL, "setup": {**setup, "threads_per_job": 1}, "host": host_info()}
-    merge_results(Path(args.out), {**results, **record})
+    # Setup and host sit in each task's entry: a later run of one task (another budget, another
+    # host) then leaves the other tasks' records as they were measured.
+    where = {"setup": {**setup, "threads_per_job": 1}, "host": host_info()}
+    results = {task: {**bench_task(task, args), **where} for task in tasks}
+    merge_results(Path(args.out), {**results, "goal": GOAL})
     for task, res in results.items():
         say(
             f"{task}: xmixup / translate-train step time {res['ratio_vs_translate_train']:.2f}x "
