@@ -110,6 +110,11 @@ LEVERS = (
 )
 
 
+def _signed(x: float) -> str:
+    """A signed change; '0.0' (neither '+0.0' nor '-0.0') for one that rounds to nothing."""
+    return "0.0" if round(x, 1) == 0 else f"{x:+.1f}"
+
+
 def _avg(block: Any) -> float | None:
     return float(block["avg"]) if isinstance(block, dict) and "avg" in block else None
 
@@ -180,11 +185,11 @@ def render(rows: dict[str, list[dict[str, Any]]]) -> str:
             score = f"{r['avg']:.1f} ± {r['seed_std']:.1f} ({seeds})"
             change = ""
             if "change" in r:
-                change = f"{r['change']:+.1f}" + ("" if r["beyond_spread"] else " (within)")
+                change = _signed(r["change"]) + ("" if r["beyond_spread"] else " (within)")
             lam = "–" if r["lambda"] is None else f"{r['lambda']:.2f}"
             lines.append(
                 f"| {task} | {r['lever']} | {score} | {change} "
-                f"| {r['vs_translate_train']:+.1f} | {_f(r['no_translation'])} "
+                f"| {_signed(r['vs_translate_train'])} | {_f(r['no_translation'])} "
                 f"| {_f(r['human_translation'])} | {_f(r['mixed_stream'])} | {_f(r['dev'])} "
                 f"| {lam} |"
             )

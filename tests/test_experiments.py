@@ -289,3 +289,10 @@ def test_write_report_appends_a_block_to_a_file_without_one(tmp_path: Path) -> N
     path.write_text("# Notes\n\nkept\n")
     write_report(path, "table", begin="<!-- b -->", end="<!-- e -->")
     assert path.read_text() == "# Notes\n\nkept\n\n<!-- b -->\ntable\n<!-- e -->\n"
+
+
+def test_levers_signed_change_never_prints_minus_zero() -> None:
+    from experiments.levers import _signed
+
+    assert _signed(-0.04) == "0.0" and _signed(0.04) == "0.0"
+    assert _signed(-0.06) == "-0.1" and _signed(4.9) == "+4.9"
