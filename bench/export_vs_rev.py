@@ -94,13 +94,17 @@ def recorded(base: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    rev = subprocess.run(
-        ["git", "rev-parse", "--short", args.base],
+    found = subprocess.run(
+        ["git", "rev-parse", "--short", "--verify", f"{args.base}^{{commit}}"],
         cwd=REPO,
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout.strip()
+    )
+    if found.returncode != 0:  # e.g. a shallow clone without the base
+        sys.exit(
+            f"bench/export_vs_rev: no commit {args.base!r} in this clone (git fetch --unshallow)"
+        )
+    rev = found.stdout.strip()
     rounds: list[dict[str, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory(prefix="xmixup-base-") as tmp:
         base_dir = Path(tmp) / "base"
