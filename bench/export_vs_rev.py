@@ -30,7 +30,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.hostinfo import cpu_flags, cpu_model  # noqa: E402
+from bench.hostinfo import host_info  # noqa: E402
 
 # The commit whose results/export.json recorded ORT 1.914x torch and int8 1.837x fp32.
 DEFAULT_BASE = "db44bf5"
@@ -132,12 +132,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "base": rev,
         "base_recorded_on_its_host": recorded(rev),
-        "host": {
-            "cpu": cpu_model(),
-            "cpu_flags": cpu_flags(),
-            "cpus": os.cpu_count(),
-            "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
-        },
+        "host": host_info(),
         "rounds": rounds,
         **summarise(rounds),
     }
