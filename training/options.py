@@ -165,6 +165,13 @@ class TrainOptions:
         help="with --self-mix-rate: train each drawn item twice, mixed with its translation "
         "and, in an added copy, with itself (the batch grows by the rate) instead of switching it",
     )
+    self_mix_from: int = _opt(
+        0,
+        group=XMIXUP,
+        metavar="STEP",
+        help="with --self-mix-rate: start self-mixing at this optimisation step (0 = from the "
+        "first), so that the mixed stream learns from translations first",
+    )
     sampling_k: float | None = _opt(
         None, group=XMIXUP, help="inverse-sigmoid decay k (default 1000, QA 2000)"
     )
@@ -255,6 +262,8 @@ class TrainOptions:
                 f"--self-mix-rate {self.self_mix_rate} is not a probability in [0, 1)",
                 "1 would never mix a translation into the target stream",
             )
+        if self.self_mix_from < 0:
+            raise UserError(f"--self-mix-from {self.self_mix_from} is a negative step")
         if self.frozen_cache_mb < 0:
             raise UserError(f"--frozen-cache-mb {self.frozen_cache_mb} is negative", "0 = off")
         if self.consistency_weight < 0:

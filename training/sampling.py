@@ -21,16 +21,21 @@ A fourth keeps the translation for the source stream: "self-mix" (``--self-mix-r
 Each item, independently with probability Q, has its target stream mix with its own states
 (``training/mixup.py``: the service's no-translation computation) while the source stream
 still reads the real English and learns from its labels, so the consistency losses distil the
-English view into exactly the path a no-translation request takes.
+English view into exactly the path a no-translation request takes. ``--self-mix-from STEP``
+holds it back until that optimisation step, so the mixed stream first learns from
+translations alone and the no-translation path is taught on top of it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from training.options import TrainOptions
 
 # Paper Table 10 / reference scripts: k = 1000 for classification and tagging, 2000 for QA.
 DEFAULT_K: dict[str, int] = {"classify": 1000, "tag": 1000, "qa": 2000}
@@ -65,6 +70,7 @@ class SamplingPlan:
     no_source_rate: float = 0.0
     self_mix_rate: float = 0.0
     self_mix_copies: bool = False
+    self_mix_from: int = 0
 
     def use_real(self, step: int) -> bool:
         """The per-step coin: True -> real source for the whole batch at this step."""
@@ -83,7 +89,7 @@ class SamplingPlan:
 
     def self_mix_items(self, step: int, n: int) -> np.ndarray:
         """[n] bool: the items of the batch at ``step`` whose target stream mixes with itself."""
-        if self.self_mix_rate <= 0:
+        if self.self_mix_rate <= 0 or step < self.self_mix_from:
             return np.zeros(n, dtype=bool)
         u = np.random.default_rng([self.seed, step, 0x5E1F]).random(n)
         return u < self.self_mix_rate
@@ -100,7 +106,9 @@ class SamplingPlan:
         )
         self_mix = (
             f"; each item's target stream mixes with itself with probability "
-            f"{self.self_mix_rate:g}" + (" (in an added copy)" if self.self_mix_copies else "")
+            f"{self.self_mix_rate:g}"
+            + (" (in an added copy)" if self.self_mix_copies else "")
+            + (f" from step {self.self_mix_from}" if self.self_mix_from > 0 else "")
             if self.self_mix_rate > 0
             else ""
         )
@@ -132,6 +140,7 @@ def make_plan(
     no_source_rate: float = 0.0,
     self_mix_rate: float = 0.0,
     self_mix_copies: bool = False,
+    self_mix_from: int = 0,
 ) -> SamplingPlan:
     """The run's sampling plan from what the data offers and the ``--source-noise`` level."""
     k = float(k if k is not None else DEFAULT_K[task])
@@ -148,4 +157,24 @@ def make_plan(
         no_source_rate=no_source_rate,
         self_mix_rate=self_mix_rate,
         self_mix_copies=self_mix_copies,
+        self_mix_from=self_mix_from,
+    )
+
+
+def plan_for(opts: TrainOptions, *, has_bt: bool) -> SamplingPlan:
+    """A training run's plan; methods other than xmixup have no source to substitute."""
+    if opts.method != "xmixup":
+        return SamplingPlan(
+            k=float(opts.sampling_k or DEFAULT_K[opts.task]), seed=opts.seed, fallback="real"
+        )
+    return make_plan(
+        opts.task,
+        has_bt=has_bt,
+        noise_p=opts.source_noise,
+        seed=opts.seed,
+        k=opts.sampling_k,
+        no_source_rate=opts.no_source_rate,
+        self_mix_rate=opts.self_mix_rate,
+        self_mix_copies=opts.self_mix_copies,
+        self_mix_from=opts.self_mix_from,
     )

@@ -26,7 +26,7 @@ from training.freeze import freeze
 from training.options import TrainOptions
 from training.pseudo_labels import TARGET_LOSS_METHODS, resolve_target_labels
 from training.run_checkpoints import average_checkpoints, checkpoint_dirs, refuse_unasked_resume
-from training.sampling import SamplingPlan, make_plan
+from training.sampling import SamplingPlan, plan_for
 from training.schedule import Schedule, make_schedule, training_arguments, world_size
 from training.threads import ThreadsFromFile
 from training.trust import fit_trust_head
@@ -171,18 +171,7 @@ def _featurise(opts: TrainOptions, inputs: _Inputs, config: Any, tokenizer: Any)
     from training.data.noise import SourceNoise
 
     task, method, recs = opts.task, opts.method, inputs.train
-    plan = make_plan(
-        task,
-        has_bt=any(r.get(_BT_KEY[task]) for r in recs),
-        noise_p=opts.source_noise,
-        seed=opts.seed,
-        k=opts.sampling_k,
-        no_source_rate=opts.no_source_rate,
-        self_mix_rate=opts.self_mix_rate,
-        self_mix_copies=opts.self_mix_copies,
-    )
-    if method != "xmixup":
-        plan = SamplingPlan(k=plan.k, seed=opts.seed, fallback="real")
+    plan = plan_for(opts, has_bt=any(r.get(_BT_KEY[task]) for r in recs))
     fit_recs = recs if method in TARGET_LOSS_METHODS else [source_only(r, task) for r in recs]
     noise = (
         SourceNoise.for_records(recs, task, opts.source_noise, seed=opts.seed)

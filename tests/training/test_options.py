@@ -101,6 +101,7 @@ def test_help_lists_groups_defaults_and_help(capsys: pytest.CaptureFixture[str])
         ({"source_noise": 1.5}, "not a probability"),
         ({"alpha": -0.1}, "not in"),
         ({"self_mix_rate": 1.0}, "--self-mix-rate 1.0 is not a probability"),
+        ({"self_mix_from": -1}, "--self-mix-from -1 is a negative step"),
         ({"consistency_weight": -1.0}, "--consistency-weight -1.0 is negative"),
         ({"task": "qa", "teacher": "ckpt"}, "tagging pseudo-labels only"),
         ({"batch_size": 0}, "must be positive"),

@@ -86,3 +86,17 @@ def test_self_mix_draw_is_seeded_and_independent_of_the_no_source_draw() -> None
     # two separate coins: about a quarter of one set falls in the other, not all of it
     assert (many & other).mean() == pytest.approx(0.0625, abs=0.015)
     assert "mixes with itself with probability 0.25" in plan.describe()
+
+
+def test_self_mix_from_holds_the_draw_back_until_its_step() -> None:
+    plain = make_plan("classify", has_bt=False, noise_p=0.0, seed=1, self_mix_rate=0.5)
+    late = make_plan(
+        "classify", has_bt=False, noise_p=0.0, seed=1, self_mix_rate=0.5, self_mix_from=200
+    )
+    assert not any(late.self_mix_items(s, 16).any() for s in range(200))
+    # from its step on it is the same seeded draw as a plan that self-mixes from the start
+    for s in (200, 201, 299):
+        assert (late.self_mix_items(s, 16) == plain.self_mix_items(s, 16)).all()
+    assert sum(plain.self_mix_items(s, 16).sum() for s in range(200)) > 1000
+    assert "from step 200" in late.describe()
+    assert "from step" not in plain.describe()

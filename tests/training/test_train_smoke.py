@@ -300,8 +300,13 @@ def test_own_source_swaps_rows_and_pads_to_the_wider_stream() -> None:
     assert mask.tolist() == [[1, 1, 1, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0]]
 
 
-def test_self_mix_rate_reaches_the_model(tiny_backbone: Path, tmp_path: Path, monkeypatch) -> None:
-    """--self-mix-rate: the drawn rows reach the model's mix as ``self_mix``; evaluation never."""
+@pytest.mark.parametrize("from_step", [0, 2])
+def test_self_mix_rate_reaches_the_model(
+    from_step: int, tiny_backbone: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """--self-mix-rate: the drawn rows reach the model's mix as ``self_mix``; evaluation never.
+
+    ``--self-mix-from``: no row before that step."""
     from training.modeling import XMixupModel
     from training.sampling import make_plan
 
@@ -313,7 +318,15 @@ def test_self_mix_rate_reaches_the_model(tiny_backbone: Path, tmp_path: Path, mo
         return forward(self, *args, **kw)
 
     monkeypatch.setattr(XMixupModel, "forward", spy)
-    opts = _opts("classify", tiny_backbone, tmp_path, eval=None, self_mix_rate=0.5, seed=3)
+    opts = _opts(
+        "classify",
+        tiny_backbone,
+        tmp_path,
+        eval=None,
+        self_mix_rate=0.5,
+        self_mix_from=from_step,
+        seed=3,
+    )
     metrics = train(opts)
     assert "mixes with itself with probability 0.5" in metrics["train"]["sampling"]
     plan = make_plan("classify", has_bt=False, noise_p=0.0, seed=3, self_mix_rate=0.5)
@@ -321,8 +334,10 @@ def test_self_mix_rate_reaches_the_model(tiny_backbone: Path, tmp_path: Path, mo
     assert len(drawn) == opts.max_steps
     for step, rows in enumerate(drawn):
         assert rows is not None
-        assert rows.tolist() == plan.self_mix_items(step, len(rows)).tolist()
-    assert any(r.any() for r in drawn) and not all(r.all() for r in drawn)
+        expected = plan.self_mix_items(step, len(rows)) & (step >= from_step)
+        assert rows.tolist() == expected.tolist()
+    assert any(r.any() for r in drawn[from_step:]) and not all(r.all() for r in drawn)
+    assert not any(r.any() for r in drawn[:from_step])
     assert all(rows is None for training, rows in seen if not training)
 
 
