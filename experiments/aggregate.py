@@ -130,6 +130,9 @@ def _dev(dirs: list[Path], levels: list[float]) -> dict[str, Any] | None:
         noisy = _seed_files(dirs, f"eval-dev-noise-{p:g}.json") if p > 0 else None
         if noisy:
             out[f"noise_{p:g}"] = _mean_block(noisy)
+    own = _seed_files(dirs, "eval-dev-no-source.json")
+    if own:
+        out["no_source"] = _mean_block(own)
     return out
 
 

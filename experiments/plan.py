@@ -100,6 +100,8 @@ def plan_jobs(args: argparse.Namespace, task: str, data: dict[str, str]) -> list
             evals: dict[str, list[str]] = {"main": [], "dev": ["--data", data["dev"]]}
             if method == "xmixup":
                 evals["no-source"] = ["--no-source"]
+                # the no-translation fallback is a served path: its choices are made on dev too
+                evals["dev-no-source"] = ["--data", data["dev"], "--no-source"]
             if method in ("xmixup", "translate-test"):
                 for p in noise:
                     evals[f"noise-{p:g}"] = ["--source-noise", str(p)]

@@ -94,6 +94,10 @@ def test_quick_run_writes_summary(tmp_path: Path) -> None:
     assert cls["translate-train"]["regime"]["source_at_inference"].startswith("none")
     assert "oracle_clean" not in cls["translate-train"]
     assert set(xm["dev"]["per_lang"]) == {"ur", "sw", "is"}  # selection data: unseen, train side
+    # the no-translation fallback is selected on dev too, on the same items
+    assert set(xm["dev"]["no_source"]["per_lang"]) == {"ur", "sw", "is"}
+    assert 0.0 <= xm["dev"]["no_source"]["avg"] <= 100.0
+    assert "no_source" not in cls["translate-train"]["dev"]
     # The trust head is fitted at the end of xmixup training; its AUROC sits under the task.
     assert 0.0 <= xm["trust_auroc"] <= 1.0 and len(xm["trust"]["auroc_per_seed"]) == 1
     split = xm["trust"]["split_p0.15"]
@@ -204,6 +208,8 @@ def test_tagging_plan_is_the_pseudo_label_regime(tmp_path: Path) -> None:
     assert "--target-labels" not in jobs["zero-shot"].train_args
     # Every run is also evaluated on the dev split (model selection), never on eval for that.
     assert jobs["xmixup"].evals["dev"] == ["--data", data["dev"]]
+    assert jobs["xmixup"].evals["dev-no-source"] == ["--data", data["dev"], "--no-source"]
+    assert "dev-no-source" not in jobs["translate-train"].evals
     gold = driver.parse_args(
         ["--out", str(tmp_path), "--data", str(tmp_path), "--tag-labels", "gold"]
     )
