@@ -33,8 +33,8 @@ def default_mixup_layer(task: str, num_layers: int) -> int:
     out), while layer 8 of 12 lifted it to 88.5; so classification mixes at two thirds of the
     depth. QA departs too, to half the depth: on XQuAD (200 steps x 8, 2 seeds, the layers below
     the mix fixed) layer 6 of 12 gave dev F1 51.0 against 47.0 at the paper's 8, and it is the
-    position, not the two extra trained layers: the mix at 8 with layers 1-5 fixed gave dev 46.9
-    (docs/RESULTS.md "Extractive QA").
+    position, not the two extra trained layers: the mix at 8 with layers 1-5 fixed gave dev 46.9,
+    and a third of the depth (layer 4, layers 1-3 fixed) dev 39.2 (docs/RESULTS.md "Extractive QA").
     """
     if task == "tag":
         layer = round(num_layers / 3)
