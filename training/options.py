@@ -264,6 +264,9 @@ class TrainOptions:
             )
         if self.self_mix_from < 0:
             raise UserError(f"--self-mix-from {self.self_mix_from} is a negative step")
+        if (self.self_mix_from or self.self_mix_copies) and self.self_mix_rate <= 0:
+            flag = "--self-mix-from" if self.self_mix_from else "--self-mix-copies"
+            raise UserError(f"{flag} changes --self-mix-rate, which is 0 (off)")
         if self.frozen_cache_mb < 0:
             raise UserError(f"--frozen-cache-mb {self.frozen_cache_mb} is negative", "0 = off")
         if self.consistency_weight < 0:

@@ -163,11 +163,7 @@ def make_plan(
 
 def plan_for(opts: TrainOptions, *, has_bt: bool) -> SamplingPlan:
     """A training run's plan; methods other than xmixup have no source to substitute."""
-    if opts.method != "xmixup":
-        return SamplingPlan(
-            k=float(opts.sampling_k or DEFAULT_K[opts.task]), seed=opts.seed, fallback="real"
-        )
-    return make_plan(
+    plan = make_plan(
         opts.task,
         has_bt=has_bt,
         noise_p=opts.source_noise,
@@ -178,3 +174,6 @@ def plan_for(opts: TrainOptions, *, has_bt: bool) -> SamplingPlan:
         self_mix_copies=opts.self_mix_copies,
         self_mix_from=opts.self_mix_from,
     )
+    if opts.method != "xmixup":
+        return SamplingPlan(k=plan.k, seed=opts.seed, fallback="real")
+    return plan
