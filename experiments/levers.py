@@ -65,6 +65,13 @@ LEVERS = (
         _x("--self-mix-rate 0.4 --self-mix-from 150"),
         "classify",
     ),
+    Lever(
+        "classify",
+        "cls-selfmix-early",
+        "self-mix 0.4 until step 150 of 300 (0.2's dose, first half)",
+        _x("--self-mix-rate 0.4 --self-mix-until 150"),
+        "classify",
+    ),
     Lever("tag", "tag-l6", "mixup layer 6 of 12 (default 4)", _x("--mixup-layer 6"), TAG_FULL),
     Lever("tag", "tag-l8", "mixup layer 8 of 12 (default 4)", _x("--mixup-layer 8"), TAG_FULL),
     Lever(

@@ -172,6 +172,13 @@ class TrainOptions:
         help="with --self-mix-rate: start self-mixing at this optimisation step (0 = from the "
         "first), so that the mixed stream learns from translations first",
     )
+    self_mix_until: int = _opt(
+        0,
+        group=XMIXUP,
+        metavar="STEP",
+        help="with --self-mix-rate: stop self-mixing at this optimisation step (0 = never), so "
+        "that the run ends on translations alone",
+    )
     sampling_k: float | None = _opt(
         None, group=XMIXUP, help="inverse-sigmoid decay k (default 1000, QA 2000)"
     )
@@ -264,9 +271,16 @@ class TrainOptions:
             )
         if self.self_mix_from < 0:
             raise UserError(f"--self-mix-from {self.self_mix_from} is a negative step")
-        if (self.self_mix_from or self.self_mix_copies) and self.self_mix_rate <= 0:
-            flag = "--self-mix-from" if self.self_mix_from else "--self-mix-copies"
-            raise UserError(f"{flag} changes --self-mix-rate, which is 0 (off)")
+        if self.self_mix_until and self.self_mix_until <= self.self_mix_from:
+            raise UserError(
+                f"--self-mix-until {self.self_mix_until} is not after --self-mix-from "
+                f"{self.self_mix_from}",
+                "0 = to the end of the run",
+            )
+        window = {"--self-mix-from": self.self_mix_from, "--self-mix-until": self.self_mix_until}
+        for flag, on in {**window, "--self-mix-copies": self.self_mix_copies}.items():
+            if on and self.self_mix_rate <= 0:
+                raise UserError(f"{flag} changes --self-mix-rate, which is 0 (off)")
         if self.frozen_cache_mb < 0:
             raise UserError(f"--frozen-cache-mb {self.frozen_cache_mb} is negative", "0 = off")
         if self.consistency_weight < 0:

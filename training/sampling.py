@@ -23,7 +23,8 @@ Each item, independently with probability Q, has its target stream mix with its 
 still reads the real English and learns from its labels, so the consistency losses distil the
 English view into exactly the path a no-translation request takes. ``--self-mix-from STEP``
 holds it back until that optimisation step, so the mixed stream first learns from
-translations alone and the no-translation path is taught on top of it.
+translations alone and the no-translation path is taught on top of it; ``--self-mix-until
+STEP`` stops it there, so the run ends on translations alone.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class SamplingPlan:
     self_mix_rate: float = 0.0
     self_mix_copies: bool = False
     self_mix_from: int = 0
+    self_mix_until: int = 0  # 0: to the end of the run
 
     def use_real(self, step: int) -> bool:
         """The per-step coin: True -> real source for the whole batch at this step."""
@@ -89,7 +91,8 @@ class SamplingPlan:
 
     def self_mix_items(self, step: int, n: int) -> np.ndarray:
         """[n] bool: the items of the batch at ``step`` whose target stream mixes with itself."""
-        if self.self_mix_rate <= 0 or step < self.self_mix_from:
+        after = 0 < self.self_mix_until <= step
+        if self.self_mix_rate <= 0 or step < self.self_mix_from or after:
             return np.zeros(n, dtype=bool)
         u = np.random.default_rng([self.seed, step, 0x5E1F]).random(n)
         return u < self.self_mix_rate
@@ -109,6 +112,7 @@ class SamplingPlan:
             f"{self.self_mix_rate:g}"
             + (" (in an added copy)" if self.self_mix_copies else "")
             + (f" from step {self.self_mix_from}" if self.self_mix_from > 0 else "")
+            + (f" until step {self.self_mix_until}" if self.self_mix_until > 0 else "")
             if self.self_mix_rate > 0
             else ""
         )
@@ -141,6 +145,7 @@ def make_plan(
     self_mix_rate: float = 0.0,
     self_mix_copies: bool = False,
     self_mix_from: int = 0,
+    self_mix_until: int = 0,
 ) -> SamplingPlan:
     """The run's sampling plan from what the data offers and the ``--source-noise`` level."""
     k = float(k if k is not None else DEFAULT_K[task])
@@ -158,6 +163,7 @@ def make_plan(
         self_mix_rate=self_mix_rate,
         self_mix_copies=self_mix_copies,
         self_mix_from=self_mix_from,
+        self_mix_until=self_mix_until,
     )
 
 
@@ -173,6 +179,7 @@ def plan_for(opts: TrainOptions, *, has_bt: bool) -> SamplingPlan:
         self_mix_rate=opts.self_mix_rate,
         self_mix_copies=opts.self_mix_copies,
         self_mix_from=opts.self_mix_from,
+        self_mix_until=opts.self_mix_until,
     )
     if opts.method != "xmixup":
         return SamplingPlan(k=plan.k, seed=opts.seed, fallback="real")

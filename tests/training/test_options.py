@@ -104,6 +104,11 @@ def test_help_lists_groups_defaults_and_help(capsys: pytest.CaptureFixture[str])
         ({"self_mix_from": -1, "self_mix_rate": 0.2}, "--self-mix-from -1 is a negative step"),
         ({"self_mix_from": 100}, "--self-mix-from changes --self-mix-rate, which is 0"),
         ({"self_mix_copies": True}, "--self-mix-copies changes --self-mix-rate, which is 0"),
+        ({"self_mix_until": 50}, "--self-mix-until changes --self-mix-rate, which is 0"),
+        (
+            {"self_mix_rate": 0.2, "self_mix_from": 100, "self_mix_until": 100},
+            "--self-mix-until 100 is not after --self-mix-from 100",
+        ),
         ({"consistency_weight": -1.0}, "--consistency-weight -1.0 is negative"),
         ({"task": "qa", "teacher": "ckpt"}, "tagging pseudo-labels only"),
         ({"batch_size": 0}, "must be positive"),

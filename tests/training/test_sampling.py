@@ -100,3 +100,14 @@ def test_self_mix_from_holds_the_draw_back_until_its_step() -> None:
     assert sum(plain.self_mix_items(s, 16).sum() for s in range(200)) > 1000
     assert "from step 200" in late.describe()
     assert "from step" not in plain.describe()
+
+
+def test_self_mix_until_stops_the_draw_at_its_step() -> None:
+    plain = make_plan("classify", has_bt=False, noise_p=0.0, seed=1, self_mix_rate=0.5)
+    early = make_plan(
+        "classify", has_bt=False, noise_p=0.0, seed=1, self_mix_rate=0.5, self_mix_until=150
+    )
+    for s in (0, 1, 149):
+        assert (early.self_mix_items(s, 16) == plain.self_mix_items(s, 16)).all()
+    assert not any(early.self_mix_items(s, 16).any() for s in range(150, 400))
+    assert "until step 150" in early.describe()
