@@ -277,8 +277,12 @@ class TrainOptions:
                 f"{self.self_mix_from}",
                 "0 = to the end of the run",
             )
-        window = {"--self-mix-from": self.self_mix_from, "--self-mix-until": self.self_mix_until}
-        for flag, on in {**window, "--self-mix-copies": self.self_mix_copies}.items():
+        modifiers = {
+            "--self-mix-from": self.self_mix_from,
+            "--self-mix-until": self.self_mix_until,
+            "--self-mix-copies": self.self_mix_copies,
+        }
+        for flag, on in modifiers.items():
             if on and self.self_mix_rate <= 0:
                 raise UserError(f"{flag} changes --self-mix-rate, which is 0 (off)")
         if self.frozen_cache_mb < 0:
