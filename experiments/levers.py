@@ -72,6 +72,13 @@ LEVERS = (
         _x("--self-mix-rate 0.4 --self-mix-until 150"),
         "classify",
     ),
+    Lever(
+        "classify",
+        "cls-600",
+        "twice the budget (600 steps), translate-train re-run beside it",
+        "--steps 600 --methods xmixup,translate-train",
+        "classify",
+    ),
     Lever("tag", "tag-l6", "mixup layer 6 of 12 (default 4)", _x("--mixup-layer 6"), TAG_FULL),
     Lever("tag", "tag-l8", "mixup layer 8 of 12 (default 4)", _x("--mixup-layer 8"), TAG_FULL),
     Lever(
@@ -169,7 +176,8 @@ def _lever_row(lever: Lever, base: dict[str, Any], results: Path) -> dict[str, A
         return {**row, "run": False}
     entries = json.loads(path.read_text(encoding="utf-8"))[lever.task]
     scores = _scores(entries["xmixup"])
-    # A lever that changes the baseline's data too (projected tags) ran its own translate-train.
+    # A lever that changes the baseline's data or budget too (projected tags, steps) ran its own
+    # translate-train.
     tt = entries.get("translate-train") or base["translate-train"]
     change = scores["avg"] - float(base["xmixup"]["avg"])
     spreads = scores["seed_std"] + float(base["xmixup"].get("seed_std", 0.0))

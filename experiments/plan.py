@@ -42,9 +42,8 @@ def build_data(
         "train-en": (["en"], spec.train_split, limit),
         "eval": (eval_langs, spec.eval_split, eval_limit),
         # Model selection (ablations, defaults) reads this, never the eval file: the unseen
-        # languages' train-side items are in no training file (their language is held out) and
-        # share no item with the eval split.
-        "dev": (list(spec.unseen), spec.train_split, dev_limit),
+        # languages' items of spec.dev_split, which share no item with the eval split.
+        "dev": (list(spec.unseen), spec.dev_split, dev_limit),
     }
     paths = {}
     for name, (langs, split, lim) in files.items():

@@ -93,7 +93,12 @@ def test_quick_run_writes_summary(tmp_path: Path) -> None:
     assert "P = 0.15" in xm["regime"]["source_at_inference"]
     assert cls["translate-train"]["regime"]["source_at_inference"].startswith("none")
     assert "oracle_clean" not in cls["translate-train"]
-    assert set(xm["dev"]["per_lang"]) == {"ur", "sw", "is"}  # selection data: unseen, train side
+    assert set(xm["dev"]["per_lang"]) == {"ur", "sw", "is"}  # selection data: unseen languages
+    # ...of SIB-200's own dev split: no language's version of a dev item is in a training file.
+    dev_ids = [json.loads(line)["id"] for line in (out / "data" / "classify" / "dev.jsonl").open()]
+    assert len(dev_ids) == 9 and all(i.startswith("sib200-dev-dev") for i in dev_ids), dev_ids
+    trained = (out / "data" / "classify" / "train.jsonl").read_text()
+    assert not any(f"-{i.split('-')[2]}-" in trained for i in dev_ids)
     # the no-translation fallback is selected on dev too, on the same items
     assert set(xm["dev"]["no_source"]["per_lang"]) == {"ur", "sw", "is"}
     assert 0.0 <= xm["dev"]["no_source"]["avg"] <= 100.0
