@@ -133,6 +133,9 @@ def _dev(dirs: list[Path], levels: list[float]) -> dict[str, Any] | None:
     own = _seed_files(dirs, "eval-dev-no-source.json")
     if own:
         out["no_source"] = _mean_block(own)
+    unmixed = _seed_files(dirs, "eval-dev-unmixed.json")  # experiments/fallback.py
+    if unmixed:
+        out["no_source_unmixed"] = _mean_block(unmixed)
     return out
 
 

@@ -3,9 +3,10 @@
     .venv/bin/python experiments/fallback.py --runs artifacts/experiments/runs/tag
 
 For every ``xmixup-seed*`` run under ``--runs`` it evaluates, on the run's eval file, the
-fallback with the mixing switched off (the target stream alone, ``eval-unmixed.json``) — the
-serving path today (the target read against itself) is ``eval-no-source.json``, written by
-``experiments/run.py``. The summary's ``no_source`` rows and this file's rows are what the
+fallback with the mixing switched off (the target stream alone, ``eval-unmixed.json``), and on
+the selection data beside it (``dev.jsonl``, ``eval-dev-unmixed.json``), where the choice
+between the two fallbacks is made — the serving path today (the target read against itself) is
+``eval-no-source.json`` / ``eval-dev-no-source.json``, written by ``experiments/run.py``. The summary's ``no_source`` rows and this file's rows are what the
 issue's "no worse than translate-train without a translation" is judged on.
 """
 
@@ -47,14 +48,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     runs = Path(args.runs)
-    data = Path(args.data) if args.data else runs.parent.parent / "data" / runs.name / "eval.jsonl"
+    folder = runs.parent.parent / "data" / runs.name
+    files = {"eval-unmixed.json": Path(args.data) if args.data else folder / "eval.jsonl"}
+    if (folder / "dev.jsonl").is_file():
+        files["eval-dev-unmixed.json"] = folder / "dev.jsonl"
     for run_dir in sorted(runs.glob("xmixup-seed*")):
-        target = run_dir / "eval-unmixed.json"
-        if target.is_file():
-            continue
-        result = evaluate_unmixed(run_dir, data, args.threads)
-        target.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"{run_dir.name}: unmixed {result['avg']:.2f}", flush=True)
+        for name, data in files.items():
+            target = run_dir / name
+            if target.is_file():
+                continue
+            result = evaluate_unmixed(run_dir, data, args.threads)
+            target.write_text(json.dumps(result, indent=2) + "\n")
+            print(f"{run_dir.name}: {name} {result['avg']:.2f}", flush=True)
     return 0
 
 

@@ -147,10 +147,16 @@ def test_quick_run_writes_summary(tmp_path: Path) -> None:
         (out / "runs" / "classify" / "xmixup-seed1" / "eval-unmixed.json").read_text()
     )
     assert unmixed["lambda"]["max"] == 0.0 and unmixed["source_used"] is False
+    # ...and on the selection data, where the choice between the two fallbacks is made
+    dev_unmixed = json.loads(
+        (out / "runs" / "classify" / "xmixup-seed1" / "eval-dev-unmixed.json").read_text()
+    )
+    assert dev_unmixed["items"] == 9 and dev_unmixed["source_used"] is False
     proc = _run([*args, "--aggregate-only"])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     xm = json.loads((out / "summary.json").read_text())["classify"]["xmixup"]
     assert xm["no_source_unmixed"]["avg"] == pytest.approx(unmixed["avg"])
+    assert xm["dev"]["no_source_unmixed"]["avg"] == pytest.approx(dev_unmixed["avg"])
     assert "no translation sent (mixing off)" in (out / "RESULTS.md").read_text()
 
     # Another task's invocation (another budget) keeps the classify numbers and their budget.
