@@ -6,8 +6,9 @@ For every ``xmixup-seed*`` run under ``--runs`` it evaluates, on the run's eval 
 fallback with the mixing switched off (the target stream alone, ``eval-unmixed.json``), and on
 the selection data beside it (``dev.jsonl``, ``eval-dev-unmixed.json``), where the choice
 between the two fallbacks is made — the serving path today (the target read against itself) is
-``eval-no-source.json`` / ``eval-dev-no-source.json``, written by ``experiments/run.py``. The summary's ``no_source`` rows and this file's rows are what the
-issue's "no worse than translate-train without a translation" is judged on.
+``eval-no-source.json`` / ``eval-dev-no-source.json``, written by ``experiments/run.py``.
+The summary's ``no_source`` rows and this file's rows are what the issue's "no worse than
+translate-train without a translation" is judged on.
 """
 
 from __future__ import annotations
