@@ -313,3 +313,42 @@ def test_levers_signed_change_never_prints_minus_zero() -> None:
 
     assert _signed(-0.04) == "0.0" and _signed(0.04) == "0.0"
     assert _signed(-0.06) == "-0.1" and _signed(4.9) == "+4.9"
+
+
+def test_aligned_vote_moves_only_aligned_words_toward_their_english_word() -> None:
+    import numpy as np
+
+    from experiments.aligned_vote import vote, word_distributions
+
+    p_target = np.array([[0.6, 0.4], [0.2, 0.8], [0.5, 0.5]])
+    p_source = np.array([[0.0, 1.0], [1.0, 0.0]])
+    voted = vote(p_target, p_source, [(0, 0), (2, 1)], 0.5)
+    np.testing.assert_allclose(voted, [[0.3, 0.7], [0.2, 0.8], [0.75, 0.25]])
+    np.testing.assert_array_equal(vote(p_target, p_source, [(0, 0)], 0.0), p_target)
+    assert voted.argmax(axis=1).tolist() == [1, 1, 0]  # word 0 flips to the English tag
+
+    logits = np.array([[5.0, 0.0], [0.0, 2.0], [9.0, 9.0]])
+    dist = word_distributions(logits, [-1, 0, -1], 2)  # word 1 cut off by truncation
+    np.testing.assert_allclose(dist[0], np.exp([0.0, 2.0]) / np.exp([0.0, 2.0]).sum())
+    assert np.isnan(dist[1]).all()
+
+
+def test_aligned_vote_at_weight_zero_is_the_served_evaluation(tmp_path: Path) -> None:
+    from experiments.aligned_vote import score_run
+    from tests.tiny import make_tiny_checkpoint
+    from tests.training._train_data import tag_rows, write_jsonl
+    from training.data.noise import SourceNoise
+    from training.evaluate import evaluate_records, load_predictor
+
+    labels = ["B-PER", "I-PER", "O", "B-LOC"]
+    ckpt = make_tiny_checkpoint(tmp_path, "tag", labels, method="xmixup", mixup_layer=1)
+    rows = tag_rows(3)
+    data = write_jsonl(tmp_path / "dev.jsonl", rows)
+    res = score_run(ckpt, data, 0.3, layers=[1, 2], weights=[0.0, 1.0])
+    served = evaluate_records(
+        load_predictor(ckpt), rows, noise=SourceNoise.for_records(rows, "tag", 0.3, seed=0)
+    )
+    assert res["layer1-w0.0"]["avg"] == pytest.approx(served["avg"])
+    assert 0.0 < served["avg"] < 100.0  # a random model: neither all right nor all wrong
+    assert res["layer2-w0.0"]["avg"] == res["layer1-w0.0"]["avg"]
+    assert 0.0 < res["layer1-w1.0"]["aligned_share"] <= 1.0

@@ -19,6 +19,7 @@ only words the alignment vouches for.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +66,20 @@ def embed_words(
             )
         states = res.hidden_states[layer].float().numpy()
         for b, words in enumerate(chunk):
-            word_ids = np.array([-1 if w is None else w for w in enc.word_ids(b)])
-            keep = word_ids >= 0
-            sums = np.zeros((len(words), states.shape[-1]), dtype=np.float64)
-            np.add.at(sums, word_ids[keep], states[b][keep])
-            norms = np.linalg.norm(sums, axis=1, keepdims=True)
-            out[picked[b]] = (sums / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+            out[picked[b]] = word_vectors(states[b], enc.word_ids(b), len(words))
     return out
+
+
+def word_vectors(states: np.ndarray, word_ids: Sequence[int | None], n_words: int) -> np.ndarray:
+    """[n_words, hidden] unit vectors: each word's token states (``states`` [tokens, hidden],
+    ``word_ids`` per token as a fast tokenizer gives them) averaged; zero rows for words with no
+    token (cut off by truncation)."""
+    ids = np.array([-1 if w is None else w for w in word_ids[: len(states)]], dtype=np.int64)
+    keep = ids >= 0
+    sums = np.zeros((n_words, states.shape[-1]), dtype=np.float64)
+    np.add.at(sums, ids[keep], states[: len(ids)][keep])
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    return (sums / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
 def mutual_argmax(target: np.ndarray, source: np.ndarray) -> list[tuple[int, int]]:
