@@ -68,6 +68,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the training data's licence, for the model card (default: the Licence: line of "
         "a SOURCE.md beside the training file, else 'not recorded')",
     )
+    export.add_argument(
+        "--no-source-fallback",
+        choices=["auto", "self", "unmixed"],
+        default="auto",
+        help="what a request without a translation gets: self (the target read against "
+        "itself), unmixed (X-Mixup classifiers: the target with the mixing off) or auto "
+        "(unmixed for classifiers trained with --no-source-rate, else self); default auto",
+    )
     export.set_defaults(handler=_run_export)
 
     verify = subparsers.add_parser(
@@ -156,6 +164,7 @@ def _run_export(args: argparse.Namespace) -> int:
         weights=args.weights or default_weights(args.precision),
         vocab_scripts=[s.strip() for s in (args.vocab_scripts or "").split(",") if s.strip()],
         vocab_corpus=args.vocab_corpus,
+        no_source_fallback=args.no_source_fallback,
         quantize_options=QuantizeOptions(keep_fp32_after=keep),
     )
     vocab = manifest.vocabulary

@@ -220,11 +220,15 @@ def _use(fields: Mapping[str, Any], options: Mapping[str, Any]) -> list[str]:
         "qa": "`source_question` and `source_context`",
     }[task]
     if method == "xmixup":
+        how = (
+            "answers with the target stream alone, the mixing switched off"
+            if fields.get("no_source_fallback") == "unmixed"
+            else "falls back to reading the target as its own source"
+        )
         fallback = (
-            f"- Expects an English translation of the input in {source}. Without one it falls "
-            "back to reading the target as its own source (`source_used: false`): still an "
-            "answer, usually a weaker one (measure it with `xmixup evaluate --no-source`)."
-            + _fallback_training(options)
+            f"- Expects an English translation of the input in {source}. Without one it {how} "
+            "(`source_used: false`): still an answer, usually a weaker one (measure it with "
+            "`xmixup evaluate --no-source` on this bundle)." + _fallback_training(options)
         )
     elif method == "translate-test":
         fallback = (

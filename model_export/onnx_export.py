@@ -33,7 +33,11 @@ from model_export.export_log import (
     OptimizeRecord,
     VerifyDataRecord,
 )
-from model_export.manifest_fields import manifest_fields, source_stream_work
+from model_export.manifest_fields import (
+    manifest_fields,
+    resolve_no_source_fallback,
+    source_stream_work,
+)
 from model_export.model_card import write_model_card
 from model_export.options import ExportOptions
 from model_export.parity import FP32_ATOL, Feeds, ParityReport, check_fp32, generated_cases
@@ -75,7 +79,7 @@ def load_checkpoint(checkpoint: Path) -> LoadedModel:
     return LoadedModel(
         model=model,
         inputs=graph_inputs(config.method),
-        outputs=graph_outputs(config.task, model.trust is not None),
+        outputs=graph_outputs(config.task, model.trust is not None, config.method),
         external=param_bytes > EXTERNAL_DATA_BYTES,
     )
 
@@ -215,6 +219,7 @@ def write_bundle(
         parity=parity,
         export=log.as_dict(),
         vocabulary=shrunk.vocabulary,
+        no_source_fallback=options.no_source_fallback,
     )
     # Before the manifest: the card is checksummed with the other files.
     write_model_card(
@@ -261,6 +266,7 @@ def export_bundle_result(
     weights_min_elements: int = WEIGHT_MIN_ELEMENTS,
     vocab_scripts: Sequence[str] = (),
     vocab_corpus: Sequence[str | Path] = (),
+    no_source_fallback: str = "auto",
 ) -> ExportResult:
     import torch
 
@@ -280,10 +286,14 @@ def export_bundle_result(
         weights_min_elements=weights_min_elements,
         vocab_scripts=tuple(vocab_scripts),
         vocab_corpus=tuple(Path(p) for p in vocab_corpus),
+        no_source_fallback=no_source_fallback,
     )
     options.check()
     t_start = time.perf_counter()
     loaded = load_checkpoint(options.checkpoint)
+    options.no_source_fallback = resolve_no_source_fallback(
+        options.no_source_fallback, loaded.model, options.checkpoint
+    )
     log = ExportLog(opset=options.opset, external_data=loaded.external)
     options.out.parent.mkdir(parents=True, exist_ok=True)
     # no_grad as a context, never torch.set_grad_enabled(False): the exporter is also called

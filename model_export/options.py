@@ -8,6 +8,7 @@ from pathlib import Path
 from model_export.compact import WEIGHT_MIN_ELEMENTS
 from model_export.quantize import QuantizeOptions
 from model_export.trace import DEFAULT_OPSET
+from xmixup.core.vocab import NO_SOURCE_FALLBACKS
 from xmixup.errors import UserError
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -37,6 +38,8 @@ class ExportOptions:
     weights_min_elements: int = WEIGHT_MIN_ELEMENTS
     vocab_scripts: tuple[str, ...] = ()  # keep only these scripts' pieces (model_export.vocab_trim)
     vocab_corpus: tuple[Path, ...] = ()  # ... and the pieces these files use
+    # "auto", "self" or "unmixed": the manifest's no_source_fallback (manifest_fields.py)
+    no_source_fallback: str = "auto"
 
     def check(self) -> None:
         if self.precision not in PRECISIONS:
@@ -47,6 +50,11 @@ class ExportOptions:
             raise UserError(
                 "--embeddings int8 with --precision fp16",
                 "fp16 graphs keep fp16 embeddings; use int8 embeddings with fp32 or int8",
+            )
+        if self.no_source_fallback not in ("auto", *NO_SOURCE_FALLBACKS):
+            raise UserError(
+                f"unknown no-source fallback {self.no_source_fallback!r}",
+                f"use auto or one of {', '.join(NO_SOURCE_FALLBACKS)}",
             )
         if self.weights not in WEIGHTS:
             raise UserError(f"unknown weights {self.weights!r}", "use fp32 or int8")

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from xmixup.core.decode import token_spans
+from xmixup.core.vocab import SOURCE_PROBS_OUTPUT
 from xmixup.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ def compare_outputs(
         if max_abs > entry.max_abs or not entry.worst_case:
             entry.max_abs = max(entry.max_abs, max_abs)
             entry.worst_case = case
-        if name == "probabilities":
+        if name in ("probabilities", SOURCE_PROBS_OUTPUT):
             entry.compared += len(ref)
             entry.agree += int((ref.argmax(-1) == out.argmax(-1)).sum())
         elif name == "logits" and target_mask is not None:

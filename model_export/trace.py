@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from model_export.parity import Feeds, generated_cases
-from xmixup.core.vocab import INPUT_NAMES, TRUST_OUTPUT, graph_outputs
+from xmixup.core.vocab import INPUT_NAMES, SOURCE_PROBS_OUTPUT, TRUST_OUTPUT, graph_outputs
 from xmixup.errors import UserError
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ def _example_inputs(inputs: Sequence[str], vocab_size: int, pad_id: int) -> tupl
 def _dynamic_axes(inputs: Sequence[str], outputs: Sequence[str]) -> dict[str, dict[int, str]]:
     axes: dict[str, dict[int, str]] = {name: dict(enumerate(AXES[name])) for name in inputs}
     for name in outputs:
-        if name in ("probabilities", "mixup_ratio", TRUST_OUTPUT):
+        if name in ("probabilities", SOURCE_PROBS_OUTPUT, "mixup_ratio", TRUST_OUTPUT):
             axes[name] = {0: "batch"}
         elif name.startswith("source"):
             axes[name] = {0: "batch", 1: "source_length"}
@@ -168,7 +168,7 @@ def export_onnx(
 
     config = model.config
     inputs = tuple(inputs or graph_inputs(config.method))
-    outputs = tuple(outputs or graph_outputs(config.task, model.trust is not None))
+    outputs = tuple(outputs or graph_outputs(config.task, model.trust is not None, config.method))
     module = module if module is not None else predict_module(model, inputs, outputs)
     enc_cfg: Any = model.encoder.config
     example = _example_inputs(inputs, int(enc_cfg.vocab_size), int(enc_cfg.pad_token_id or 0))

@@ -28,7 +28,7 @@ from xmixup.core.decode import best_spans, word_tags
 from xmixup.core.manifest import MANIFEST_NAME
 from xmixup.core.runner import Runner
 from xmixup.core.special_tokens import SpecialTokens, pad_id_of
-from xmixup.core.vocab import TRUST_OUTPUT
+from xmixup.core.vocab import SOURCE_PROBS_OUTPUT, TRUST_OUTPUT
 from xmixup.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,9 @@ class Predictor:
     tokenizer: Any
     pad_id: int
     runtime: str = ""
+    # manifest.no_source_fallback: how an item without a translation is answered. A checkpoint
+    # answers "self"; experiments/fallback.py measures its target with the mixing off.
+    no_source_fallback: str = "self"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -134,6 +137,7 @@ class OnnxPredictor(Predictor):
             tokenizer_file=str(bundle.tokenizer_path), **_hf_special_tokens(bundle.special_tokens)
         )
         self.pad_id = bundle.pad_id
+        self.no_source_fallback = m.no_source_fallback
         self.info = ModelInfo(
             m.task,
             m.method,
@@ -266,6 +270,11 @@ def evaluate_records(
                 outputs[name][i] = v[:width] if v.ndim >= 1 and name in _TOKEN_OUTPUTS else v
         if progress is not None:
             progress(bi + 1, len(batches))
+    if no_source and predictor.no_source_fallback == "unmixed":
+        # The service's rule (xmixup.core.postprocess.classify_result): the source stream,
+        # which read the target unmixed, answers; no mixing happened.
+        outputs["probabilities"] = outputs[SOURCE_PROBS_OUTPUT]
+        outputs["mixup_ratio"] = [0.0] * len(feats)
     result = _score(info, recs, feats, outputs)
     result["lambda"] = _lambda_stats([float(x) for x in outputs["mixup_ratio"]])
     scores = result.pop("score_per_item")

@@ -31,7 +31,7 @@ from training.mixup import (
     source_or_target,
 )
 from training.trust_head import TrustHead
-from xmixup.core.vocab import TRUST_OUTPUT
+from xmixup.core.vocab import SOURCE_PROBS_OUTPUT, TRUST_OUTPUT
 from xmixup.errors import UserError
 
 __all__ = ["XMixupModel", "XMixupOutput"]
@@ -341,7 +341,8 @@ class XMixupModel(FrozenLowerLayers, nn.Module):
         tag: {"logits" [B, Lt, C], "mixup_ratio"}; qa: {"start_logits", "end_logits" [B, Lt],
         "mixup_ratio"} — target stream only; the source runs only up to the mixup layer.
         Baselines ignore the source (translate-test: the target) and return λ = 0.
-        X-Mixup models with a fitted trust head add "translation_trust" [B] (mixing on).
+        X-Mixup classification adds "source_probabilities" [B, C], the source stream alone
+        (mixing on); X-Mixup models with a fitted trust head add "translation_trust" [B].
         """
         if combine not in ("probs", "logits"):
             raise UserError(f"unknown combine {combine!r}", "use 'probs' (paper) or 'logits'")
@@ -375,6 +376,8 @@ class XMixupModel(FrozenLowerLayers, nn.Module):
         if task == "classify":
             s_logits = self.head(s_last, s_mask) if s_last is not None else None
             out = {"probabilities": combine_streams(t_logits, s_logits, combine)}
+            if s_logits is not None:
+                out[SOURCE_PROBS_OUTPUT] = torch.softmax(s_logits.float(), dim=-1)
         elif task == "tag":
             out = {"logits": t_logits}
         else:

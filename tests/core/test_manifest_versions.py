@@ -129,3 +129,19 @@ def test_writer_keeps_given_special_tokens(tmp_path: Path) -> None:
     special["pad"] = {"token": "[PAD]", "id": 10}
     bundle_dir = make_toy_bundle(tmp_path / "v2", special_tokens=special, pad_id=10)
     assert load_bundle(bundle_dir).pad_id == 10
+
+
+def test_unmixed_fallback_needs_the_source_probabilities_output(tmp_path: Path) -> None:
+    """An "unmixed" bundle whose graph cannot give the source stream alone is refused at load,
+    the field named; "self" (every older bundle) needs nothing."""
+    bundle_dir = make_toy_bundle(tmp_path / "toy")
+    assert load_bundle(bundle_dir).manifest.no_source_fallback == "self"
+    raw = json.loads((bundle_dir / "manifest.json").read_text())
+    raw["no_source_fallback"] = "unmixed"
+    (bundle_dir / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(InvalidManifest, match="no_source_fallback: 'unmixed' reads the"):
+        verify_bundle(bundle_dir)
+    raw["no_source_fallback"] = "mixed"
+    (bundle_dir / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(InvalidManifest, match="no_source_fallback"):
+        verify_bundle(bundle_dir)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from xmixup import __version__ as XMIXUP_VERSION
 from xmixup.core.special_tokens import SpecialTokens
-from xmixup.core.vocab import INPUT_NAMES, TASK_OUTPUTS, WORD_TOKEN_RULES
+from xmixup.core.vocab import INPUT_NAMES, SOURCE_PROBS_OUTPUT, TASK_OUTPUTS, WORD_TOKEN_RULES
 
 FORMAT_VERSION = 3
 SUPPORTED_FORMAT_VERSIONS = frozenset({1, 2, 3})
@@ -76,6 +76,10 @@ class Manifest(BaseModel):
     word_token: str | None = None
     pair_input: bool = False
     method: str = "xmixup"
+    # A request without a translation: "self" (the target read against itself; every bundle
+    # before the field) or "unmixed" (the source stream's probabilities, the target with the
+    # mixing off; X-Mixup classification). xmixup.core.vocab.NO_SOURCE_FALLBACKS.
+    no_source_fallback: Literal["self", "unmixed"] = "self"
     backbone: str
     mixup_layer: int = Field(ge=0)
     lambda0: float
@@ -124,6 +128,11 @@ class Manifest(BaseModel):
         missing = [o for o in TASK_OUTPUTS[self.task] if o not in self.outputs]
         if missing:
             raise ValueError(f"outputs: task {self.task!r} needs outputs {missing}")
+        if self.no_source_fallback == "unmixed" and SOURCE_PROBS_OUTPUT not in self.outputs:
+            raise ValueError(
+                f"no_source_fallback: 'unmixed' reads the {SOURCE_PROBS_OUTPUT!r} output, which "
+                "only X-Mixup classification graphs have"
+            )
         if self.task in ("classify", "tag") and not self.labels:
             raise ValueError(f"labels: task {self.task!r} needs at least one label")
         if len(set(self.labels)) != len(self.labels):

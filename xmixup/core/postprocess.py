@@ -21,7 +21,7 @@ from xmixup.core.schemas import (
     TaggedToken,
     TagResult,
 )
-from xmixup.core.vocab import TRUST_OUTPUT
+from xmixup.core.vocab import SOURCE_PROBS_OUTPUT, TRUST_OUTPUT
 
 Outputs = Mapping[str, np.ndarray]
 
@@ -34,13 +34,18 @@ def _trust(source_used: bool, out: Outputs | None) -> float | None:
     return float(out[TRUST_OUTPUT])
 
 
-def classify_result(labels: list[str], plan: ClassifyPlan, out: Outputs) -> ClassifyResult:
-    probs = out["probabilities"].astype(np.float64)
+def classify_result(
+    labels: list[str], plan: ClassifyPlan, out: Outputs, no_source_fallback: str = "self"
+) -> ClassifyResult:
+    """``no_source_fallback`` "unmixed": an item without a translation is answered by the
+    source stream, which read the target with no mixing (``SOURCE_PROBS_OUTPUT``); λ is 0."""
+    unmixed = no_source_fallback == "unmixed" and not plan.source_used
+    probs = out[SOURCE_PROBS_OUTPUT if unmixed else "probabilities"].astype(np.float64)
     best = int(np.argmax(probs))
     return ClassifyResult(
         label=labels[best],
         scores={label: float(p) for label, p in zip(labels, probs, strict=True)},
-        mixup_ratio=float(out["mixup_ratio"]),
+        mixup_ratio=0.0 if unmixed else float(out["mixup_ratio"]),
         translation_trust=_trust(plan.source_used, out),
         source_used=plan.source_used,
         truncated=plan.truncated,
@@ -92,8 +97,8 @@ def classify_results(
     model: ModelView, plans: Sequence[ClassifyPlan], outs: Sequence[Outputs]
 ) -> list[ClassifyResult]:
     """One result per item (each item is one row)."""
-    labels = model.manifest.labels
-    return [classify_result(labels, p, o) for p, o in zip(plans, outs, strict=True)]
+    labels, fallback = model.manifest.labels, model.manifest.no_source_fallback
+    return [classify_result(labels, p, o, fallback) for p, o in zip(plans, outs, strict=True)]
 
 
 def tag_results(

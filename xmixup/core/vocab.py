@@ -25,8 +25,21 @@ TASK_OUTPUTS: dict[str, tuple[str, ...]] = {
 # (the trust head fitted post hoc on the source stream at the mixup layer). A graph has it
 # only when its checkpoint has a fitted head; bundles without it serve ``null``.
 TRUST_OUTPUT = "translation_trust"
+# Output of X-Mixup classification graphs, per item [B, C]: the source stream's class
+# probabilities. The source stream is never mixed, so when a request sends no translation (the
+# target stands in for the source) this is the target read with the mixing off: the
+# "unmixed" no-translation fallback. Older bundles lack it and can only serve "self".
+SOURCE_PROBS_OUTPUT = "source_probabilities"
+# What a request without a translation is answered with (manifest ``no_source_fallback``):
+# "self", the target read against itself (both streams on the target, as served with a
+# translation); "unmixed", the target stream with the mixing off (classification only).
+NO_SOURCE_FALLBACKS: tuple[str, ...] = ("self", "unmixed")
 
 
-def graph_outputs(task: str, trust: bool) -> tuple[str, ...]:
-    """The outputs a task's graph gives, with the trust output when the head is fitted."""
-    return TASK_OUTPUTS[task] + ((TRUST_OUTPUT,) if trust else ())
+def graph_outputs(task: str, trust: bool, method: str) -> tuple[str, ...]:
+    """The outputs a task's graph gives: the task's, the source stream's class probabilities
+    for X-Mixup classification, the trust output when the head is fitted."""
+    outputs = TASK_OUTPUTS[task]
+    if task == "classify" and method == "xmixup":
+        outputs = (outputs[0], SOURCE_PROBS_OUTPUT, *outputs[1:])
+    return outputs + ((TRUST_OUTPUT,) if trust else ())
