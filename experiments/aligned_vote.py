@@ -97,6 +97,7 @@ def score_run(
     from training.metrics import word_accuracy_by_lang
     from training.modeling import XMixupModel
     from xmixup.core.featurize import word_tokens
+    from xmixup.core.vocab import INPUT_NAMES
 
     model = XMixupModel.from_pretrained(model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
@@ -113,13 +114,7 @@ def score_run(
     for start in range(0, len(feats), 32):
         batch = collate(feats[start : start + 32])
         with torch.no_grad():
-            out = model(
-                batch["target_input_ids"],
-                batch["target_attention_mask"],
-                batch["source_input_ids"],
-                batch["source_attention_mask"],
-                output_hidden_states=True,
-            )
+            out = model(**{k: batch[k] for k in INPUT_NAMES}, output_hidden_states=True)
         for row in range(len(batch["target_input_ids"])):
             i = start + row
             nt, ns = len(recs[i]["target_tokens"]), len(sources[i])
