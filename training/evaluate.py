@@ -2,9 +2,9 @@
 
 Both paths featurise with ``training/features.py`` (over the core featuriser) and decode with
 ``xmixup/core/decode.py``, the service's decoders, so a checkpoint, its exported bundle and
-the service's answers are scored identically. Results are per language plus
-the unweighted average over languages, with λ statistics; the training loop calls
-:func:`evaluate_records` on the live model for model selection.
+the service's answers are scored identically. Results are per language plus the unweighted
+average over languages, with λ statistics; the training loop calls :func:`evaluate_records` on
+the live model for model selection.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from xmixup.core.decode import best_spans, word_tags
 from xmixup.core.manifest import MANIFEST_NAME
 from xmixup.core.runner import Runner
 from xmixup.core.special_tokens import SpecialTokens, pad_id_of
-from xmixup.core.vocab import SOURCE_PROBS_OUTPUT, TRUST_OUTPUT
+from xmixup.core.vocab import INPUT_NAMES, SOURCE_PROBS_OUTPUT, TRUST_OUTPUT
 from xmixup.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,7 @@ class Predictor:
     tokenizer: Any
     pad_id: int
     runtime: str = ""
-    # manifest.no_source_fallback: how an item without a translation is answered. A checkpoint
-    # answers "self"; experiments/fallback.py measures its target with the mixing off.
+    # manifest.no_source_fallback; a checkpoint answers "self" (experiments/fallback.py: unmixed)
     no_source_fallback: str = "self"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -188,9 +187,6 @@ def load_predictor(path: str | Path, num_threads: int | None = None) -> Predicto
     return TorchPredictor(model, AutoTokenizer.from_pretrained(str(path)))
 
 
-# ----------------------------------------------------------------------------- evaluation
-
-
 def _batches(feats: list[dict[str, Any]], batch_size: int) -> list[list[int]]:
     # Length-sorted batches cut padding (evaluation dominates short CPU runs); results are
     # re-associated by feature index, so the order does not matter.
@@ -200,14 +196,39 @@ def _batches(feats: list[dict[str, Any]], batch_size: int) -> list[list[int]]:
 
 def _lambda_stats(values: Sequence[float]) -> dict[str, float]:
     a = np.asarray(values, dtype=np.float64)
+    stats = ("mean", "std", "min", "max")
     if a.size == 0:
-        return {"mean": float("nan"), "std": float("nan"), "min": float("nan"), "max": float("nan")}
-    return {
-        "mean": float(a.mean()),
-        "std": float(a.std()),
-        "min": float(a.min()),
-        "max": float(a.max()),
-    }
+        return dict.fromkeys(stats, float("nan"))
+    return {name: float(getattr(a, name)()) for name in stats}
+
+
+def _run(
+    predictor: Predictor,
+    feats: list[dict[str, Any]],
+    batch_size: int,
+    progress: Callable[[int, int], None] | None,
+    no_source: bool,
+) -> dict[str, list[Any]]:
+    """The predictor's outputs per feature (token outputs cut to the feature's length)."""
+    collate = Collator(predictor.info.task, predictor.pad_id)
+    outputs: dict[str, list[Any]] = defaultdict(lambda: [None] * len(feats))
+    batches = _batches(feats, batch_size)
+    for bi, idx in enumerate(batches):
+        b = collate([feats[i] for i in idx])
+        out = predictor({k: b[k].numpy() for k in INPUT_NAMES})
+        for name, value in out.items():
+            for row, i in enumerate(idx):
+                width = len(feats[i]["target_input_ids"])
+                v = value[row]
+                outputs[name][i] = v[:width] if v.ndim >= 1 and name in _TOKEN_OUTPUTS else v
+        if progress is not None:
+            progress(bi + 1, len(batches))
+    if no_source and predictor.no_source_fallback == "unmixed":
+        # The service's rule (xmixup.core.postprocess.classify_result): the source stream,
+        # which read the target unmixed, answers; no mixing happened.
+        outputs["probabilities"] = outputs[SOURCE_PROBS_OUTPUT]
+        outputs["mixup_ratio"] = [0.0] * len(feats)
+    return outputs
 
 
 def evaluate_records(
@@ -248,33 +269,7 @@ def evaluate_records(
     )
     t0 = time.perf_counter()
     feats = featurizer(recs)
-    collate = Collator(info.task, predictor.pad_id)
-    outputs: dict[str, list[Any]] = defaultdict(lambda: [None] * len(feats))
-    batches = _batches(feats, batch_size)
-    for bi, idx in enumerate(batches):
-        b = collate([feats[i] for i in idx])
-        arrays = {
-            k: b[k].numpy()
-            for k in (
-                "target_input_ids",
-                "target_attention_mask",
-                "source_input_ids",
-                "source_attention_mask",
-            )
-        }
-        out = predictor(arrays)
-        for name, value in out.items():
-            for row, i in enumerate(idx):
-                width = len(feats[i]["target_input_ids"])
-                v = value[row]
-                outputs[name][i] = v[:width] if v.ndim >= 1 and name in _TOKEN_OUTPUTS else v
-        if progress is not None:
-            progress(bi + 1, len(batches))
-    if no_source and predictor.no_source_fallback == "unmixed":
-        # The service's rule (xmixup.core.postprocess.classify_result): the source stream,
-        # which read the target unmixed, answers; no mixing happened.
-        outputs["probabilities"] = outputs[SOURCE_PROBS_OUTPUT]
-        outputs["mixup_ratio"] = [0.0] * len(feats)
+    outputs = _run(predictor, feats, batch_size, progress, no_source)
     result = _score(info, recs, feats, outputs)
     result["lambda"] = _lambda_stats([float(x) for x in outputs["mixup_ratio"]])
     scores = result.pop("score_per_item")
