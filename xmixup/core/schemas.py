@@ -38,7 +38,9 @@ class _Item(BaseModel):
 class _Result(BaseModel):
     mixup_ratio: float = Field(
         description="λ: how much of the source (translation) stream was mixed into the target "
-        "stream (0 … λ0). Averaged over windows for long QA contexts. It barely moves between a "
+        "stream (0 … λ0; 0 when the model does not mix, or when a classifier whose bundle "
+        "answers requests without a translation with the mixing off got none). Averaged over "
+        "windows for long QA contexts. It barely moves between a "
         "clean and a badly degraded translation, so it is not a measure of the translation's "
         "quality: `translation_trust` is."
     )
@@ -53,8 +55,9 @@ class _Result(BaseModel):
         examples=[0.97],
     )
     source_used: bool = Field(
-        description="False when no source was given (the target served as its own source) or "
-        "the model takes no source stream."
+        description="False when no source was given (the target served as its own source, or "
+        "was read with the mixing off: the bundle's `no_source_fallback`) or the model takes no "
+        "source stream."
     )
     truncated: bool = Field(
         default=False, description="True when an input was cut to the model's max_length."
