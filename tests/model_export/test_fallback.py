@@ -107,3 +107,12 @@ def test_unmixed_bundle_answers_without_a_translation_with_the_mixing_off(
         for n in ("self", "unmixed")
     }
     assert lam["unmixed"] == 0.0 and lam["self"] > 0
+
+
+def test_model_card_says_which_fallback_the_bundle_serves() -> None:
+    from model_export.model_card import _use
+
+    fields = {"method": "xmixup", "task": "classify", "max_length": 64}
+    unmixed = "\n".join(_use({**fields, "no_source_fallback": "unmixed"}, {"no_source_rate": 0.2}))
+    assert "the mixing switched off" in unmixed and "0.2 of its training items" in unmixed
+    assert "reading the target as its own source" in "\n".join(_use(fields, {}))
