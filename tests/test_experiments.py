@@ -270,7 +270,8 @@ def test_levers_table_puts_each_ablation_beside_its_default(tmp_path: Path) -> N
         }
     (results / "summary.json").write_text(json.dumps(summary))
     cell = _entry(
-        43.0, [42.8, 43.2], no_source={"avg": 42.5}, oracle_clean={"avg": 43.1},
+        43.0, [42.8, 43.2], no_source={"avg": 42.5}, no_source_unmixed={"avg": 41.5},
+        oracle_clean={"avg": 43.1},
         dev={"avg": 47.0}, **{"lambda": {"mean": 0.2}},
     )  # fmt: skip
     (results / "ablation-qa-cw0.json").write_text(json.dumps({"qa": {"xmixup": cell}}))
@@ -294,6 +295,8 @@ def test_levers_table_puts_each_ablation_beside_its_default(tmp_path: Path) -> N
     text = report.read_text()
     assert text.startswith("hand text") and text.rstrip().endswith("more hand text")
     assert "old" not in text and "| qa | consistency weight 0 (default 1) | 43.0 ± 0.2" in text
+    assert "| +5.0 | 42.5 / 41.5 | 43.1 |" in text  # both fallbacks: self / mixing off
+    assert "| 40.5 ± 0.5 (40.0 / 41.0) | +0.5 (within) | +2.5 | – |" in text
     assert (
         "+3.0 |" in text and "+0.5 (within)" in text and 'not run: `--xmixup-args "--mixup' in text
     )
