@@ -95,6 +95,13 @@ LEVERS = (
         "--tag-labels projected",
         TAG_FULL,
     ),
+    Lever(
+        "tag",
+        "tag-proj-l0",
+        "projected tags, not a teacher's (translate-train re-run on them)",
+        "--tag-labels projected --methods xmixup,translate-train",
+        "tag",
+    ),
     Lever("tag", "tag-a04", "α 0.4 (default 0.8)", _x("--alpha 0.4", T), "tag"),
     Lever("tag", "tag-lambda0-1", "λ0 1.0 (default 0.5)", _x("--lambda0 1.0", T), "tag"),
     Lever(
