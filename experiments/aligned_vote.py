@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from training.projection import mutual_argmax, word_vectors  # noqa: E402
+from xmixup.core.decode import softmax  # noqa: E402
 
 
 def vote(
@@ -45,8 +46,7 @@ def vote(
 def word_distributions(logits: np.ndarray, word_index: list[int], n_words: int) -> np.ndarray:
     """[n_words, tags] softmax on each word's read token (the served rule); NaN rows for
     words cut off by truncation."""
-    z = logits - logits.max(axis=-1, keepdims=True)
-    probs = np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)
+    probs = softmax(logits)
     out = np.full((n_words, logits.shape[-1]), np.nan)
     for pos, word in enumerate(word_index[: len(probs)]):
         if word >= 0:

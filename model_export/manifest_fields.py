@@ -102,12 +102,18 @@ def resolve_no_source_fallback(choice: str, model: XMixupModel, checkpoint: Path
         )
     if choice != "auto":
         return choice
-    path = checkpoint / "training_args.json"
-    try:
-        options = json.loads(path.read_text(encoding="utf-8")).get("options") or {}
-    except (OSError, json.JSONDecodeError, AttributeError):
-        options = {}
+    options = read_json_object(checkpoint / "training_args.json").get("options") or {}
     return "unmixed" if can_unmix and (options.get("no_source_rate") or 0) > 0 else "self"
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A checkpoint's JSON object file (training_args.json, metrics.json); {} when absent,
+    unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def checkpoint_metrics(checkpoint: Path) -> dict[str, Any]:

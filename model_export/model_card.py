@@ -9,7 +9,6 @@ evaluation that was not run) is said to be unknown, with how to supply it.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -17,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from model_export.manifest_fields import read_json_object
 from xmixup import __version__ as XMIXUP_VERSION
 from xmixup.core.manifest import MODEL_CARD_NAME
 
@@ -36,14 +36,6 @@ TASK_TEXT = {
     "tag": "word tagging",
     "qa": "extractive question answering",
 }
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def data_licence(train_file: str | None) -> str | None:
@@ -310,8 +302,8 @@ def write_model_card(
     licence: str | None = None,
 ) -> Path:
     """Write ``README.md`` into ``bundle_dir`` (before its manifest); returns its path."""
-    metrics = _read_json(checkpoint / "metrics.json")
-    args = _read_json(checkpoint / "training_args.json")
+    metrics = read_json_object(checkpoint / "metrics.json")
+    args = read_json_object(checkpoint / "training_args.json")
     licence = licence or data_licence((args.get("options") or {}).get("train"))
     path = bundle_dir / MODEL_CARD_NAME
     text = render_model_card(fields, metrics, args, layers=layers, licence=licence)

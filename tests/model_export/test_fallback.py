@@ -54,8 +54,8 @@ def test_auto_is_unmixed_only_for_classifiers_trained_with_no_source_items(
     trained = _with_no_source_rate(classifier, tmp_path / "trained", 0.2)
     assert resolve_no_source_fallback("auto", model, trained) == "unmixed"
     assert resolve_no_source_fallback("self", model, trained) == "self"
-    assert resolve_no_source_fallback("auto", model, _with_no_source_rate(
-        classifier, tmp_path / "zero", 0.0)) == "self"  # fmt: skip
+    untrained = _with_no_source_rate(classifier, tmp_path / "zero", 0.0)
+    assert resolve_no_source_fallback("auto", model, untrained) == "self"
     ckpt = make_tiny_checkpoint(tmp_path / "tag", "tag", ["O", "B-X"], backbone_dir=tiny_backbone)
     tagger_dir = _with_no_source_rate(ckpt, tmp_path / "tagger", 0.2)
     tagger = XMixupModel.from_pretrained(tagger_dir)
