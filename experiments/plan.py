@@ -35,23 +35,26 @@ def build_data(
         raise SystemExit(f"{task}: {folder} lacks language(s) {', '.join(missing)}")
     train_langs = [lang for lang in have if lang not in spec.unseen]
     eval_langs = [*spec.unseen, *spec.seen_eval]
+    dev_folder = str(root / spec.dev_sub) if spec.dev_sub else folder
+    if not Path(dev_folder).is_dir():
+        raise SystemExit(f"{task}: the selection data's folder {dev_folder} does not exist")
     out.mkdir(parents=True, exist_ok=True)
-    base = ["data", "--task", task, "--format", spec.fmt, "--input", folder, "--seed", "0"]
     files = {
-        "train": (train_langs, spec.train_split, limit),
-        "train-en": (["en"], spec.train_split, limit),
-        "eval": (eval_langs, spec.eval_split, eval_limit),
-        # Model selection (ablations, defaults) reads this, never the eval file: the unseen
-        # languages' items of spec.dev_split, which share no item with the eval split.
-        "dev": (list(spec.unseen), spec.dev_split, dev_limit),
+        "train": (folder, train_langs, spec.train_split, limit),
+        "train-en": (folder, ["en"], spec.train_split, limit),
+        "eval": (folder, eval_langs, spec.eval_split, eval_limit),
+        # Model selection (ablations, defaults) reads this, never the eval file: items that
+        # share no parallel group with the eval split (tasks.py says which, per task).
+        "dev": (dev_folder, list(spec.selection_langs), spec.dev_split, dev_limit),
     }
     paths = {}
-    for name, (langs, split, lim) in files.items():
+    for name, (src, langs, split, lim) in files.items():
         path = out / f"{name}.jsonl"
         paths[name] = str(path)
         if path.is_file() and Path(f"{path}.stats.json").is_file():
             continue
-        argv = [*base, "--langs", ",".join(langs), "--split", split, "--out", str(path)]
+        argv = ["data", "--task", task, "--format", spec.fmt, "--input", src, "--seed", "0"]
+        argv += ["--langs", ",".join(langs), "--split", split, "--out", str(path)]
         if lim:
             argv += ["--limit", str(lim)]
         run_cli(argv, log)

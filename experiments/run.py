@@ -97,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="tagging teacher checkpoint for --tag-labels pseudo (default: this run's zero-shot)",
     )
     p.add_argument(
-        "--dev-limit", type=int, default=150, help="dev items per (unseen) language, for selection"
+        "--dev-limit",
+        type=int,
+        default=None,
+        help="selection items per language (default: the task's, experiments/tasks.py)",
     )
     p.add_argument("--resume", action="store_true", help="skip finished trainings/evaluations")
     p.add_argument("--aggregate-only", action="store_true", help="only rebuild the summary")
@@ -130,7 +133,7 @@ def _quick(args: argparse.Namespace) -> None:
     args.max_length = args.max_length or 32
     args.limit = args.limit or 8
     args.eval_limit = args.eval_limit or 6
-    args.dev_limit = min(args.dev_limit, 6)
+    args.dev_limit = min(args.dev_limit or 6, 6)
     args.cka_items = min(args.cka_items, 24)
     args.seeds = args.seeds[:1]
 
@@ -191,7 +194,7 @@ def run_jobs(args: argparse.Namespace, command: str, t0: float) -> list[dict[str
             out / "data" / task,
             limit=args.limit,
             eval_limit=args.eval_limit,
-            dev_limit=args.dev_limit,
+            dev_limit=args.dev_limit or TASKS[task].dev_limit,
             log=out / "data.log",
             project_tags=args.tag_labels == "projected",
             backbone=args.backbone,

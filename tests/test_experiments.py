@@ -240,6 +240,54 @@ def test_tagging_plan_is_the_pseudo_label_regime(tmp_path: Path) -> None:
     assert runs["zero-shot"].train == data["train-en"]
 
 
+def _squad(path: Path, titles: list[str], lang: str, n: int) -> None:
+    """A SQuAD v1.1 file: per title one article of ``n`` questions on one paragraph."""
+    data = []
+    for k, title in enumerate(titles):
+        context = f"{lang} {title}: the match ended two to one in the last minute"
+        start = context.index("two to")
+        qas = [
+            {
+                "id": f"a{k}q{i}",
+                "question": f"{lang} who won {i}",
+                "answers": [{"text": "two", "answer_start": start}],
+            }
+            for i in range(n)
+        ]
+        data.append({"title": title, "paragraphs": [{"context": context, "qas": qas}]})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"data": data}), encoding="utf-8")
+
+
+def test_qa_selects_on_mlqa_not_on_xquad_items(tmp_path: Path) -> None:
+    from experiments.plan import build_data
+    from experiments.tasks import TASKS
+
+    spec = TASKS["qa"]
+    xquad = tmp_path / spec.sub
+    for lang in ("en", "de", "zh", "ar", "es", "el", "ro", "vi"):
+        # several articles, so that the hash split puts some on each side
+        _squad(xquad / f"xquad.{lang}.json", [f"Article {k}" for k in range(6)], lang, 3)
+    mlqa = tmp_path / spec.dev_sub
+    for lang in ("en", *spec.dev_langs):
+        _squad(mlqa / f"dev-context-{lang}-question-{lang}.json", ["Another article"], lang, 2)
+    out = tmp_path / "out"
+    log = tmp_path / "data.log"
+    paths = build_data("qa", tmp_path, out, limit=None, eval_limit=None, dev_limit=60, log=log)
+    dev = [json.loads(line) for line in Path(paths["dev"]).read_text().splitlines()]
+    assert sorted({r["lang"] for r in dev}) == sorted(spec.dev_langs)
+    assert len(dev) == 2 * len(spec.dev_langs)
+    assert all(r["id"].startswith("mlqa-") for r in dev), [r["id"] for r in dev]
+    train = Path(paths["train"]).read_text()
+    assert all(r["context"] not in train for r in dev)
+    # a data root without the selection set is refused, naming the folder
+    other = tmp_path / "no-mlqa"
+    (other / spec.sub).parent.mkdir(parents=True)
+    (other / spec.sub).symlink_to(xquad)
+    with pytest.raises(SystemExit, match="MLQA_V1/dev"):
+        build_data("qa", other, tmp_path / "o2", limit=None, eval_limit=None, dev_limit=6, log=log)
+
+
 def test_recorded_commands_name_no_machine_directory() -> None:
     from experiments.run import public_command
 
