@@ -48,6 +48,9 @@ def _x(args: str, extra: str = "") -> str:
 
 
 LEVERS = (
+    Lever(
+        "classify", "cls-nosrc05", "no-source rate 0.05", _x("--no-source-rate 0.05"), "classify"
+    ),
     Lever("classify", "cls-nosrc10", "no-source rate 0.1", _x("--no-source-rate 0.1"), "classify"),
     Lever("classify", "cls-nosrc", "no-source rate 0.2", _x("--no-source-rate 0.2"), "classify"),
     Lever("classify", "cls-selfmix", "self-mix rate 0.2", _x("--self-mix-rate 0.2"), "classify"),
