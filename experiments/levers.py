@@ -245,7 +245,8 @@ def render(rows: dict[str, list[dict[str, Any]]]) -> str:
         "`results/summary.json` (also `results/levers.json`). A default row is the run its "
         "levers change (`tag_full_finetune`: every layer at 5e-5, the recipe of the earlier "
         "tagging levers; `qa_layer8`: QA's earlier default, the mix at layer 8 with layers 1-7 "
-        'fixed). "(within)": the change is no larger than the two runs\' seed spreads '
+        "fixed, whose runs were not kept for QA's selection data since, MLQA's dev set: its dev "
+        'is blank). "(within)": the change is no larger than the two runs\' seed spreads '
         "added; vs translate-train: on the same budget and target labels.",
     ]
     return "\n".join(lines)
