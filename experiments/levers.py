@@ -53,6 +53,7 @@ LEVERS = (
     ),
     Lever("classify", "cls-nosrc10", "no-source rate 0.1", _x("--no-source-rate 0.1"), "classify"),
     Lever("classify", "cls-nosrc", "no-source rate 0.2", _x("--no-source-rate 0.2"), "classify"),
+    Lever("classify", "cls-selfmix10", "self-mix rate 0.1", _x("--self-mix-rate 0.1"), "classify"),
     Lever("classify", "cls-selfmix", "self-mix rate 0.2", _x("--self-mix-rate 0.2"), "classify"),
     Lever(
         "classify",
