@@ -50,8 +50,8 @@ def task_budget(args: argparse.Namespace, task: str, command: str) -> dict[str, 
         "xmixup_args": args.xmixup_args,
         "tag_labels": args.tag_labels if task == "tag" else None,
         "teacher": args.teacher if task == "tag" else None,
-        "dev_limit": args.dev_limit or TASKS[task].dev_limit,
-        "dev_data": f"{TASKS[task].dev_sub or TASKS[task].sub} ({TASKS[task].dev_split})",
+        "dev_limit": TASKS[task].selection_limit(args.dev_limit),
+        "dev_data": f"{TASKS[task].selection_sub} ({TASKS[task].dev_split})",
         "jobs": args.jobs,
     }
 

@@ -35,7 +35,7 @@ def build_data(
         raise SystemExit(f"{task}: {folder} lacks language(s) {', '.join(missing)}")
     train_langs = [lang for lang in have if lang not in spec.unseen]
     eval_langs = [*spec.unseen, *spec.seen_eval]
-    dev_folder = str(root / spec.dev_sub) if spec.dev_sub else folder
+    dev_folder = str(root / spec.selection_sub)
     if not Path(dev_folder).is_dir():
         raise SystemExit(f"{task}: the selection data's folder {dev_folder} does not exist")
     out.mkdir(parents=True, exist_ok=True)

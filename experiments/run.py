@@ -194,7 +194,7 @@ def run_jobs(args: argparse.Namespace, command: str, t0: float) -> list[dict[str
             out / "data" / task,
             limit=args.limit,
             eval_limit=args.eval_limit,
-            dev_limit=args.dev_limit or TASKS[task].dev_limit,
+            dev_limit=TASKS[task].selection_limit(args.dev_limit),
             log=out / "data.log",
             project_tags=args.tag_labels == "projected",
             backbone=args.backbone,

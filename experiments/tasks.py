@@ -39,6 +39,14 @@ class TaskSpec:
     def selection_langs(self) -> tuple[str, ...]:
         return self.dev_langs or self.unseen
 
+    @property
+    def selection_sub(self) -> str:
+        return self.dev_sub or self.sub
+
+    def selection_limit(self, given: int | None) -> int:
+        """Selection items per language: --dev-limit when given, else the task's own."""
+        return given or self.dev_limit
+
 
 TASKS: dict[str, TaskSpec] = {
     "classify": TaskSpec(
