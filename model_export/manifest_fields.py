@@ -86,7 +86,8 @@ def resolve_no_source_fallback(choice: str, model: XMixupModel, checkpoint: Path
     """The manifest's ``no_source_fallback`` for ``--no-source-fallback`` ``choice``.
 
     "auto" is "unmixed" for an X-Mixup classifier trained with no-source items
-    (``--no-source-rate``) and "self" otherwise: the choice the selection data made
+    (``--no-source-rate``) or with the mixing-off path beside the mix (``--unmixed-weight``,
+    which trains exactly that answer) and "self" otherwise: the choice the selection data made
     (docs/RESULTS.md, "No translation: training for it"): with no-source training the target
     stream with the mixing off beats the target read against itself (SIB-200 dev 72.7 vs
     71.7), without it the reverse (70.0 vs 70.4).
@@ -103,7 +104,10 @@ def resolve_no_source_fallback(choice: str, model: XMixupModel, checkpoint: Path
     if choice != "auto":
         return choice
     options = read_json_object(checkpoint / "training_args.json").get("options") or {}
-    return "unmixed" if can_unmix and (options.get("no_source_rate") or 0) > 0 else "self"
+    trained_unmixed = (options.get("no_source_rate") or 0) > 0 or (
+        options.get("unmixed_weight") or 0
+    ) > 0
+    return "unmixed" if can_unmix and trained_unmixed else "self"
 
 
 def read_json_object(path: Path) -> dict[str, Any]:

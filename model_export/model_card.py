@@ -190,6 +190,11 @@ def _fallback_training(options: Mapping[str, Any]) -> str:
             f" This model was trained for it: {how}{self_mix:g} of its training items mixed "
             "their own text instead of the translation (`--self-mix-rate`)."
         )
+    if options.get("unmixed_weight"):
+        return (
+            " This model was trained for it: every training item also ran its target stream "
+            f"with the mixing off (`--unmixed-weight {options['unmixed_weight']:g}`)."
+        )
     if no_source:
         return (
             f" This model was trained for it: {no_source:g} of its training items got their "

@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import metadata, resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -316,3 +316,23 @@ def load_backbone_model(path: str | os.PathLike[str]) -> PreTrainedModel:
     except TypeError:
         # Encoders without a pooler do not take the argument.
         return AutoModel.from_pretrained(str(path))
+
+
+def supported_encoder_layers(encoder: object) -> Sequence[object]:
+    """The encoder's layer list, or a UserError when X-Mixup cannot run it layer by layer
+    (not BERT-family, or position embeddings other than absolute)."""
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if layers is None or not hasattr(encoder, "embeddings"):
+        raise UserError(
+            f"unsupported encoder {type(encoder).__name__}: X-Mixup needs a BERT-family "
+            "encoder (embeddings + encoder.layer)",
+            "use a BERT, RoBERTa or XLM-R checkpoint",
+        )
+    enc_cfg = getattr(encoder, "config", None)
+    pos_type = getattr(enc_cfg, "position_embedding_type", "absolute") or "absolute"
+    if pos_type != "absolute":
+        raise UserError(
+            f"unsupported position_embedding_type {pos_type!r}",
+            "only absolute position embeddings are supported",
+        )
+    return layers  # type: ignore[no-any-return]

@@ -3,6 +3,7 @@
     loss = mean_i [ a_i · L_task(source_i) + b_i · L_task(target-mixed_i) ]
            + MSE(mean-pooled last-layer source states, target states)
            + KL(p_src ‖ p_tgt)                       (classification only)
+           [+ w_u · L_task(target-unmixed) + w_d · KL(p_tgt ‖ p_unmixed)]   (--unmixed-*)
 
 with (a_i, b_i) = (α, 1−α) when item i's source is the original and (0, 1) when it is a
 stand-in (back-translation or noisy surrogate): its source-side labels do not describe it, so,
@@ -117,6 +118,7 @@ class LossParts:
     task_target: float
     mse: float
     kl: float
+    unmixed: float = 0.0
 
 
 def xmixup_loss(
@@ -130,6 +132,8 @@ def xmixup_loss(
     use_mse: bool = True,
     use_kl: bool = True,
     consistency_weight: float = 1.0,
+    unmixed_weight: float = 0.0,
+    unmixed_distill: float = 0.0,
 ) -> LossParts:
     """The X-Mixup loss from an ``XMixupOutput`` and the batch actually fed to the model.
 
@@ -138,29 +142,35 @@ def xmixup_loss(
     source (source labels valid). ``target_label_mode``: tagging only, ``gold`` (hard target
     tags) or ``pseudo`` (soft per-word distributions in ``target_soft_labels``).
     ``consistency_weight`` scales the consistency terms (hidden-state MSE, classification KL);
-    the paper and its code add them with weight 1.
+    the paper and its code add them with weight 1. When the output carries
+    ``unmixed_logits`` (the target stream with the mixing off, ``--unmixed-weight``), their
+    target-label loss counts with ``unmixed_weight`` and, for classification, a KL from the
+    mixed target stream's predictions with ``unmixed_distill``.
     """
     tl = output.target_logits  # type: ignore[attr-defined]
     sl = output.source_logits  # type: ignore[attr-defined]
     if task == "classify":
         src = classify_item_ce(sl, batch["source_labels"])
-        tgt = classify_item_ce(tl, batch["target_labels"])
     elif task == "tag":
         src = tag_item_ce(sl, batch["source_labels"])
-        if target_label_mode == "pseudo":
-            tgt = tag_item_soft_ce(tl, batch["target_soft_labels"])
-        else:
-            tgt = tag_item_ce(tl, batch["target_labels"])
     elif task == "qa":
         src = qa_item_ce(
             sl[0], sl[1], batch["source_start_positions"], batch["source_end_positions"]
         )
-        tgt = qa_item_ce(
-            tl[0], tl[1], batch["target_start_positions"], batch["target_end_positions"]
-        )
     else:
         raise ValueError(f"unknown task {task!r}")
+    tgt = target_item_loss(task, tl, batch, target_label_mode)
     total = combine_task_losses(src, tgt, source_is_real, alpha)
+    unmixed_part = torch.zeros((), dtype=total.dtype, device=total.device)
+    unmixed = getattr(output, "unmixed_logits", None)
+    if unmixed is not None:
+        unmixed_part = (
+            unmixed_weight * target_item_loss(task, unmixed, batch, target_label_mode).mean()
+        )
+        if unmixed_distill and task == "classify":
+            # The mixed stream teaches the fallback; detached so the teacher is not pulled down.
+            unmixed_part = unmixed_part + unmixed_distill * kl_source_target(tl.detach(), unmixed)
+        total = total + unmixed_part
     mse = kl = torch.zeros((), dtype=total.dtype, device=total.device)
     if use_mse:
         mse = consistency_mse(
@@ -179,25 +189,32 @@ def xmixup_loss(
         task_target=float(tgt.detach().mean()),
         mse=float(mse.detach()),
         kl=float(kl.detach()),
+        unmixed=float(unmixed_part.detach()),
     )
+
+
+def target_item_loss(
+    task: str, logits: Tensor | tuple[Tensor, Tensor], batch: dict[str, Tensor], mode: str
+) -> Tensor:
+    """The per-item target-side task loss [B]; tagging reads soft labels when ``mode`` is
+    ``pseudo``."""
+    if task == "classify":
+        return classify_item_ce(logits, batch["target_labels"])  # type: ignore[arg-type]
+    if task == "tag":
+        if mode == "pseudo":
+            return tag_item_soft_ce(logits, batch["target_soft_labels"])  # type: ignore[arg-type]
+        return tag_item_ce(logits, batch["target_labels"])  # type: ignore[arg-type]
+    if task == "qa":
+        s, e = logits
+        return qa_item_ce(s, e, batch["target_start_positions"], batch["target_end_positions"])
+    raise ValueError(f"unknown task {task!r}")
 
 
 def target_only_loss(
     task: str, target_logits: Tensor | tuple[Tensor, Tensor], batch: dict[str, Tensor], **kw: str
 ) -> LossParts:
     """Baselines (translate-train, zero-shot, translate-test): task CE on the target stream."""
-    if task == "classify":
-        tgt = classify_item_ce(target_logits, batch["target_labels"])  # type: ignore[arg-type]
-    elif task == "tag":
-        if kw.get("target_label_mode") == "pseudo":
-            tgt = tag_item_soft_ce(target_logits, batch["target_soft_labels"])  # type: ignore[arg-type]
-        else:
-            tgt = tag_item_ce(target_logits, batch["target_labels"])  # type: ignore[arg-type]
-    elif task == "qa":
-        s, e = target_logits
-        tgt = qa_item_ce(s, e, batch["target_start_positions"], batch["target_end_positions"])
-    else:
-        raise ValueError(f"unknown task {task!r}")
+    tgt = target_item_loss(task, target_logits, batch, kw.get("target_label_mode", "gold"))
     total = tgt.mean()
     return LossParts(
         total=total, task_source=float("nan"), task_target=float(total.detach()), mse=0.0, kl=0.0

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from training.backbone import load_backbone_model, supported_encoder_layers
 from training.checkpoint import CONFIG_FILE, load_weights, read_checkpoint_config, write_checkpoint
 from training.config import XMixupConfig
 from training.freeze import FrozenLowerLayers
@@ -55,6 +56,7 @@ class XMixupOutput:
     source_last_hidden: torch.Tensor | None
     target_hidden_states: tuple[torch.Tensor, ...] | None = None
     source_hidden_states: tuple[torch.Tensor, ...] | None = None
+    unmixed_logits: torch.Tensor | None = None  # the target with the mixing off (training)
 
 
 class _Mixed(NamedTuple):
@@ -66,6 +68,7 @@ class _Mixed(NamedTuple):
     target_states: tuple[torch.Tensor, ...] | None
     source_states: tuple[torch.Tensor, ...] | None
     source_mix: torch.Tensor  # the source after the mixup layer's attention sublayer
+    unmixed: torch.Tensor | None = None  # the target's last state with the mixing off
 
 
 class XMixupModel(FrozenLowerLayers, nn.Module):
@@ -81,19 +84,7 @@ class XMixupModel(FrozenLowerLayers, nn.Module):
     ) -> None:
         super().__init__()
         enc_cfg: Any = encoder.config
-        layers = getattr(getattr(encoder, "encoder", None), "layer", None)
-        if layers is None or not hasattr(encoder, "embeddings"):
-            raise UserError(
-                f"unsupported encoder {type(encoder).__name__}: X-Mixup needs a BERT-family "
-                "encoder (embeddings + encoder.layer)",
-                "use a BERT, RoBERTa or XLM-R checkpoint",
-            )
-        pos_type = getattr(enc_cfg, "position_embedding_type", "absolute") or "absolute"
-        if pos_type != "absolute":
-            raise UserError(
-                f"unsupported position_embedding_type {pos_type!r}",
-                "only absolute position embeddings are supported",
-            )
+        layers = supported_encoder_layers(encoder)
         # Any: an HF PreTrainedModel whose submodules are reached by name (see training/mixup.py).
         self.encoder: Any = encoder
         self.config = config.resolve(len(layers))
@@ -120,8 +111,6 @@ class XMixupModel(FrozenLowerLayers, nn.Module):
     @classmethod
     def from_backbone(cls, path: str | Path, config: XMixupConfig) -> XMixupModel:
         """A fresh model (new head and gate) on the HF encoder stored at `path`."""
-        from training.backbone import load_backbone_model
-
         path = Path(path)
         if not (path / CONFIG_FILE).is_file():
             raise UserError(
@@ -219,17 +208,21 @@ class XMixupModel(FrozenLowerLayers, nn.Module):
         source_full: bool,
         keep_states: bool,
         self_mix: torch.Tensor | None = None,
+        unmixed: bool = False,
     ) -> _Mixed:
         """Both streams with the mix at the mixup layer.
 
         With source_full=False the source stops after the mixup layer's attention sublayer
         (all the target needs from it): tag/QA inference skips the source's upper layers.
+        ``unmixed``: also run the target from the mixup layer up without the mix (the layers
+        below are shared), the service's no-translation answer for `unmixed` bundles.
         """
         li = self.mixup_index
         t_states: list[torch.Tensor] | None = [] if keep_states else None
         s_states: list[torch.Tensor] | None = [] if keep_states and source_full else None
         t = self._lower(t_ids, t_mask, t_states)
         t = self._run(t, t_mask, self.frozen_layers, li, t_states)
+        plain = self._run(t, t_mask, li, self.num_layers, None) if unmixed else None
         s_attn = self.source_mix(s_ids, s_mask, s_states)
         layer = self.layers[li]
         t, lam = mix_layer(layer, self.gate, t, t_mask, s_attn, s_mask, self.num_heads, self_mix)
@@ -249,6 +242,7 @@ class XMixupModel(FrozenLowerLayers, nn.Module):
             tuple(t_states) if t_states is not None else None,
             tuple(s_states) if s_states is not None else None,
             s_attn,
+            plain,
         )
 
     def _mixing(self, mixup: bool | None) -> bool:
@@ -269,6 +263,7 @@ class XMixupModel(FrozenLowerLayers, nn.Module):
         output_hidden_states: bool = False,
         mixup: bool | None = None,
         self_mix: torch.Tensor | None = None,
+        unmixed: bool = False,
     ) -> XMixupOutput:
         """Training view. The source defaults to the target when not given.
 
@@ -276,6 +271,7 @@ class XMixupModel(FrozenLowerLayers, nn.Module):
         plain; the source only when given). "translate-train"/"zero-shot": target stream only.
         "translate-test": source stream only (the target inputs stand in when no source).
         ``self_mix`` [B] bool: rows whose target mixes with itself (``mix_layer``).
+        ``unmixed``: X-Mixup with mixing also returns the target stream with the mixing off.
         """
         t_mask = target_attention_mask.bool()
         source_given = source_input_ids is not None
@@ -297,7 +293,7 @@ class XMixupModel(FrozenLowerLayers, nn.Module):
             )
         if self._mixing(mixup):
             streams = (target_input_ids, t_mask, source_input_ids, s_mask)
-            mixed = self._mixed_streams(*streams, True, output_hidden_states, self_mix)
+            mixed = self._mixed_streams(*streams, True, output_hidden_states, self_mix, unmixed)
             assert mixed.source is not None
             return XMixupOutput(
                 target_logits=self.head(mixed.target, t_mask),
@@ -307,6 +303,7 @@ class XMixupModel(FrozenLowerLayers, nn.Module):
                 source_last_hidden=mixed.source,
                 target_hidden_states=mixed.target_states,
                 source_hidden_states=mixed.source_states,
+                unmixed_logits=None if mixed.unmixed is None else self.head(mixed.unmixed, t_mask),
             )
         t_last, t_states = self._plain_stream(target_input_ids, t_mask, output_hidden_states)
         out = XMixupOutput(

@@ -159,6 +159,21 @@ class TrainOptions:
         "each item's target stream mixes with itself with probability Q (the service's "
         "no-translation path) and the source stream still reads the translation",
     )
+    unmixed_weight: float = _opt(
+        0.0,
+        group=XMIXUP,
+        metavar="W",
+        help="train the no-translation fallback beside the mix: every item also runs its target "
+        "stream from the mixup layer up with the mixing off (what `unmixed` bundles serve "
+        "without a translation), its target-label loss weighted W; 0 = off",
+    )
+    unmixed_distill: float = _opt(
+        0.0,
+        group=XMIXUP,
+        metavar="W",
+        help="classification, with the unmixed path: also pull its predictions toward the "
+        "mixed target stream's (KL, weight W); 0 = off",
+    )
     self_mix_copies: bool = _opt(
         False,
         group=XMIXUP,
@@ -269,6 +284,16 @@ class TrainOptions:
                 f"--self-mix-rate {self.self_mix_rate} is not a probability in [0, 1)",
                 "1 would never mix a translation into the target stream",
             )
+        for flag, w in (
+            ("--unmixed-weight", self.unmixed_weight),
+            ("--unmixed-distill", self.unmixed_distill),
+        ):
+            if w < 0:
+                raise UserError(f"{flag} {w} is negative", "0 = off")
+            if w > 0 and self.method != "xmixup":
+                raise UserError(f"{flag} is for --method xmixup", f"drop {flag}")
+        if self.unmixed_distill > 0 and self.task != "classify":
+            raise UserError("--unmixed-distill is for classification", "drop --unmixed-distill")
         if self.self_mix_from < 0:
             raise UserError(f"--self-mix-from {self.self_mix_from} is a negative step")
         if self.self_mix_until and self.self_mix_until <= self.self_mix_from:

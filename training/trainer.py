@@ -235,6 +235,8 @@ def _fit(
         alpha=opts.alpha,
         target_label_mode=inputs.target_label_mode,
         consistency_weight=opts.consistency_weight,
+        unmixed_weight=opts.unmixed_weight,
+        unmixed_distill=opts.unmixed_distill,
         gate_lr=_gate_lr(opts),
         eval_records=eval_view(inputs.eval, opts.task, opts.select_on) if inputs.eval else None,
         tokenizer=tokenizer,

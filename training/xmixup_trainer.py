@@ -64,6 +64,8 @@ class XMixupTrainer(Trainer):
         alpha: float,
         target_label_mode: str,
         consistency_weight: float = 1.0,
+        unmixed_weight: float = 0.0,
+        unmixed_distill: float = 0.0,
         gate_lr: float,
         eval_records: list[dict[str, Any]] | None,
         tokenizer: Any,
@@ -78,6 +80,8 @@ class XMixupTrainer(Trainer):
         self.plan = plan
         self.alpha = alpha
         self.consistency_weight = consistency_weight
+        self.unmixed_weight = unmixed_weight
+        self.unmixed_distill = unmixed_distill
         self.target_label_mode = target_label_mode
         self.gate_lr = gate_lr
         self.eval_records = eval_records
@@ -194,6 +198,7 @@ class XMixupTrainer(Trainer):
             source_input_ids=s_ids,
             source_attention_mask=s_mask,
             self_mix=None if self_mix is None else torch.as_tensor(self_mix, device=t_ids.device),
+            unmixed=model.training and (self.unmixed_weight > 0 or self.unmixed_distill > 0),
         )
         source_ok = is_real & inputs["source_has_labels"]
         out_view = _QAView(out) if self.task == "qa" else out
@@ -205,6 +210,8 @@ class XMixupTrainer(Trainer):
             alpha=self.alpha,
             target_label_mode=self.target_label_mode,
             consistency_weight=self.consistency_weight,
+            unmixed_weight=self.unmixed_weight,
+            unmixed_distill=self.unmixed_distill,
         )
         lam = out.mixup_ratio.detach().float()
         self._note(
@@ -216,6 +223,7 @@ class XMixupTrainer(Trainer):
             loss_task_target=parts.task_target,
             loss_mse=parts.mse,
             loss_kl=parts.kl,
+            loss_unmixed=parts.unmixed,
         )
         return parts.total, out
 
@@ -273,6 +281,8 @@ class _QAView:
         self.source_logits = (out.source_logits[..., 0], out.source_logits[..., 1])
         self.source_last_hidden = out.source_last_hidden
         self.target_last_hidden = out.target_last_hidden
+        u = out.unmixed_logits
+        self.unmixed_logits = None if u is None else (u[..., 0], u[..., 1])
 
 
 def _own_source(

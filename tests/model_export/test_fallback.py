@@ -38,13 +38,15 @@ def classifier(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return ckpt
 
 
-def _with_no_source_rate(checkpoint: Path, out: Path, rate: float) -> Path:
+def _with_no_source_rate(
+    checkpoint: Path, out: Path, rate: float, option: str = "no_source_rate"
+) -> Path:
     shutil.copytree(checkpoint, out)
-    (out / "training_args.json").write_text(json.dumps({"options": {"no_source_rate": rate}}))
+    (out / "training_args.json").write_text(json.dumps({"options": {option: rate}}))
     return out
 
 
-def test_auto_is_unmixed_only_for_classifiers_trained_with_no_source_items(
+def test_auto_is_unmixed_only_for_classifiers_trained_for_the_unmixed_path(
     classifier: Path, tiny_backbone: Path, tmp_path: Path
 ) -> None:
     from training.modeling import XMixupModel
@@ -54,6 +56,8 @@ def test_auto_is_unmixed_only_for_classifiers_trained_with_no_source_items(
     trained = _with_no_source_rate(classifier, tmp_path / "trained", 0.2)
     assert resolve_no_source_fallback("auto", model, trained) == "unmixed"
     assert resolve_no_source_fallback("self", model, trained) == "self"
+    branch = _with_no_source_rate(classifier, tmp_path / "branch", 1.0, "unmixed_weight")
+    assert resolve_no_source_fallback("auto", model, branch) == "unmixed"
     untrained = _with_no_source_rate(classifier, tmp_path / "zero", 0.0)
     assert resolve_no_source_fallback("auto", model, untrained) == "self"
     ckpt = make_tiny_checkpoint(tmp_path / "tag", "tag", ["O", "B-X"], backbone_dir=tiny_backbone)

@@ -128,6 +128,57 @@ def test_xmixup_loss_sums_the_terms() -> None:
     assert pseudo.total.item() == pytest.approx(0.8 * math.log(2) + 0.2 * -math.log(0.75))
 
 
+def test_unmixed_path_loss_and_distillation() -> None:
+    """--unmixed-weight / --unmixed-distill: the mixing-off target's label loss and its KL from
+    the mixed target stream, each with its weight, on top of the unchanged X-Mixup loss."""
+    tl = torch.tensor([[0.0, math.log(3.0)]])  # mixed target: p = (0.25, 0.75)
+    sl = torch.tensor([[0.0, 0.0]])
+    ul = torch.tensor([[math.log(3.0), 0.0]], requires_grad=True)  # unmixed: (0.75, 0.25)
+    batch = {
+        "target_labels": torch.tensor([1]),
+        "source_labels": torch.tensor([1]),
+        "target_attention_mask": torch.ones(1, 2),
+        "source_attention_mask": torch.ones(1, 2),
+    }
+    h = torch.zeros(1, 2, 2)
+    base = L.xmixup_loss("classify", _out(tl, sl, h, h), batch, torch.tensor([True]), alpha=0.4)
+    out = _out(tl, sl, h, h)
+    out.unmixed_logits = ul
+    ce = -math.log(0.25)
+    kl = 0.25 * math.log(0.25 / 0.75) + 0.75 * math.log(0.75 / 0.25)
+    parts = L.xmixup_loss(
+        "classify",
+        out,
+        batch,
+        torch.tensor([True]),
+        alpha=0.4,
+        unmixed_weight=0.5,
+        unmixed_distill=2.0,
+    )
+    assert parts.total.item() == pytest.approx(base.total.item() + 0.5 * ce + 2.0 * kl, rel=1e-6)
+    assert parts.unmixed == pytest.approx(0.5 * ce + 2.0 * kl, rel=1e-6)
+    # The mixed stream is the teacher: the KL sends no gradient into it.
+    tl_g = tl.clone().requires_grad_(True)
+    out.target_logits = tl_g
+    only_kl = L.xmixup_loss(
+        "classify",
+        out,
+        batch,
+        torch.tensor([True]),
+        alpha=0.0,
+        unmixed_distill=1.0,
+        use_mse=False,
+        use_kl=False,
+    )
+    only_kl.total.backward()
+    assert tl_g.grad is not None and ul.grad is not None
+    assert torch.allclose(tl_g.grad, torch.softmax(tl, -1) - torch.tensor([[0.0, 1.0]]))
+    assert ul.grad.abs().sum().item() > 0.1
+    # Weights 0 leave the loss as it was, even with the unmixed logits present.
+    zero = L.xmixup_loss("classify", out, batch, torch.tensor([True]), alpha=0.4)
+    assert zero.total.item() == pytest.approx(base.total.item(), rel=1e-6)
+
+
 def test_target_only_loss_for_baselines() -> None:
     parts = L.target_only_loss(
         "classify", torch.zeros(3, 4), {"target_labels": torch.tensor([0, 1, 2])}

@@ -91,6 +91,30 @@ def test_self_mix_rows_are_the_no_translation_path(tiny_backbone, task: str) -> 
     assert (mixed.target_logits[0] - plain.target_logits[0]).abs().max().item() > 1e-4
 
 
+@pytest.mark.parametrize("task", ["classify", "tag", "qa"])
+def test_unmixed_branch_is_the_served_mixing_off_answer(tiny_backbone, task: str) -> None:
+    """forward(unmixed=True) returns, beside the unchanged mixed streams, exactly what a bundle
+    with `no_source_fallback: unmixed` serves (predict with the mixing off)."""
+    model = make_tiny_model(tiny_backbone, task, mixup_layer=2)
+    t, s = random_batch([6, 9], seed=3), random_batch([8, 5], seed=4)
+    with torch.no_grad():
+        both = model(*t, *s, unmixed=True)
+        mixed = model(*t, *s)
+        served = model.predict(*t, mixup=False)
+    assert mixed.unmixed_logits is None
+    assert (both.target_logits - mixed.target_logits).abs().max().item() <= TOL
+    key = {"classify": "probabilities", "tag": "logits", "qa": "start_logits"}[task]
+    got = both.unmixed_logits
+    if task == "classify":
+        got = torch.softmax(got, dim=-1)
+    elif task == "qa":
+        got = got[..., 0]
+    mask = t[1].bool() if task != "classify" else torch.ones(2, dtype=torch.bool)
+    assert (got - served[key])[mask].abs().max().item() <= TOL
+    # and it is not the mixed answer
+    assert (both.unmixed_logits - both.target_logits).abs().max().item() > 1e-4
+
+
 @pytest.mark.parametrize("arch", ["bert", "xlmr"])
 def test_mixup_off_equals_plain_hf_encoder(tiny_backbone, tiny_xlmr_backbone, arch: str) -> None:
     from transformers import AutoModel

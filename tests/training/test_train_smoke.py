@@ -341,6 +341,31 @@ def test_self_mix_rate_reaches_the_model(
     assert all(rows is None for training, rows in seen if not training)
 
 
+@pytest.mark.parametrize("task", ["classify", "qa"])
+def test_unmixed_weight_trains_the_mixing_off_path(
+    task: str, tiny_backbone: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """--unmixed-weight: every training step asks the model for the mixing-off target beside
+    the mix and its loss is logged; evaluation never pays for it."""
+    from training.modeling import XMixupModel
+
+    seen: list[tuple[bool, bool]] = []
+    forward = XMixupModel.forward
+
+    def spy(self, *args, **kw):
+        seen.append((self.training, bool(kw.get("unmixed"))))
+        return forward(self, *args, **kw)
+
+    monkeypatch.setattr(XMixupModel, "forward", spy)
+    extra = {"unmixed_distill": 1.0} if task == "classify" else {}
+    opts = _opts(task, tiny_backbone, tmp_path, unmixed_weight=1.0, logging_steps=1, **extra)
+    metrics = train(opts)
+    assert [u for training, u in seen if training] == [True] * opts.max_steps
+    assert not any(u for training, u in seen if not training)
+    logged = [t["loss_unmixed"] for t in metrics["train"]["loss_trajectory"]]
+    assert logged and all(v > 0 for v in logged)
+
+
 @pytest.mark.parametrize("task", ["classify", "tag"])
 def test_no_source_rate_feeds_targets_as_sources(
     task: str, tiny_backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
