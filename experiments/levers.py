@@ -54,6 +54,20 @@ LEVERS = (
     Lever("classify", "cls-nosrc10", "no-source rate 0.1", _x("--no-source-rate 0.1"), "classify"),
     Lever("classify", "cls-nosrc", "no-source rate 0.2", _x("--no-source-rate 0.2"), "classify"),
     Lever("classify", "cls-selfmix10", "self-mix rate 0.1", _x("--self-mix-rate 0.1"), "classify"),
+    Lever(
+        "classify",
+        "cls-unmixed",
+        "mixing-off path trained beside the mix (weight 1, distilled 1)",
+        _x("--unmixed-weight 1 --unmixed-distill 1"),
+        "classify",
+    ),
+    Lever(
+        "classify",
+        "cls-unmixed25",
+        "mixing-off path trained beside the mix (weight 0.25, distilled 0.25)",
+        _x("--unmixed-weight 0.25 --unmixed-distill 0.25"),
+        "classify",
+    ),
     Lever("classify", "cls-selfmix", "self-mix rate 0.2", _x("--self-mix-rate 0.2"), "classify"),
     Lever(
         "classify",
