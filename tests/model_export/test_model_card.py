@@ -85,6 +85,7 @@ def test_card_states_what_the_records_say() -> None:
             "trained for it: in an added copy of 0.2 of its training items",
         ),
         ({"no_source_rate": 0.1}, "trained for it: 0.1 of its training items got their own text"),
+        ({"unmixed_weight": 0.25}, "also ran its target stream with the mixing off"),
     ],
 )
 def test_card_says_how_the_no_translation_path_was_trained(options: dict, says: str | None) -> None:
