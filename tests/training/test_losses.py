@@ -141,42 +141,29 @@ def test_unmixed_path_loss_and_distillation() -> None:
         "source_attention_mask": torch.ones(1, 2),
     }
     h = torch.zeros(1, 2, 2)
-    base = L.xmixup_loss("classify", _out(tl, sl, h, h), batch, torch.tensor([True]), alpha=0.4)
+    real = torch.tensor([True])
+
+    def loss(out, **kw):
+        return L.xmixup_loss("classify", out, batch, real, **{"alpha": 0.4, **kw})
+
+    base = loss(_out(tl, sl, h, h))
     out = _out(tl, sl, h, h)
     out.unmixed_logits = ul
     ce = -math.log(0.25)
     kl = 0.25 * math.log(0.25 / 0.75) + 0.75 * math.log(0.75 / 0.25)
-    parts = L.xmixup_loss(
-        "classify",
-        out,
-        batch,
-        torch.tensor([True]),
-        alpha=0.4,
-        unmixed_weight=0.5,
-        unmixed_distill=2.0,
-    )
+    parts = loss(out, unmixed_weight=0.5, unmixed_distill=2.0)
     assert parts.total.item() == pytest.approx(base.total.item() + 0.5 * ce + 2.0 * kl, rel=1e-6)
     assert parts.unmixed == pytest.approx(0.5 * ce + 2.0 * kl, rel=1e-6)
     # The mixed stream is the teacher: the KL sends no gradient into it.
     tl_g = tl.clone().requires_grad_(True)
     out.target_logits = tl_g
-    only_kl = L.xmixup_loss(
-        "classify",
-        out,
-        batch,
-        torch.tensor([True]),
-        alpha=0.0,
-        unmixed_distill=1.0,
-        use_mse=False,
-        use_kl=False,
-    )
+    only_kl = loss(out, alpha=0.0, unmixed_distill=1.0, use_mse=False, use_kl=False)
     only_kl.total.backward()
     assert tl_g.grad is not None and ul.grad is not None
     assert torch.allclose(tl_g.grad, torch.softmax(tl, -1) - torch.tensor([[0.0, 1.0]]))
     assert ul.grad.abs().sum().item() > 0.1
     # Weights 0 leave the loss as it was, even with the unmixed logits present.
-    zero = L.xmixup_loss("classify", out, batch, torch.tensor([True]), alpha=0.4)
-    assert zero.total.item() == pytest.approx(base.total.item(), rel=1e-6)
+    assert loss(out).total.item() == pytest.approx(base.total.item(), rel=1e-6)
 
 
 def test_target_only_loss_for_baselines() -> None:
