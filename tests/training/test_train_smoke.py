@@ -86,11 +86,13 @@ def test_train_and_evaluate_each_task(task: str, tiny_backbone: Path, tmp_path: 
     assert (args["options"]["freeze_layers"], args["options"]["lr"]) == (frozen, lr)
     # λ's gate has its own learning rate: at 0.05 it moves far more than 4 steps at 5e-5 could
     # (< 1e-3, test_gate_at_encoder_lr_barely_moves). Measured moves: classify 0.073-0.078, tag
-    # 0.081-0.083, QA 0.0075-0.035 (QA's gradient sign flips between steps in some runs).
+    # 0.081-0.083; QA's 0.0075-0.035 (its gradient sign flips between steps) is too close to
+    # call, so for QA test_optimizer reads the gate's rate from the optimizer instead.
     from training.mixup import EntropyGate
 
     init = EntropyGate(0.5, "normalized").weight.item()
-    assert abs(_state(out)["gate.weight"].item() - init) > 3e-3
+    if task != "qa":
+        assert abs(_state(out)["gate.weight"].item() - init) > 1e-2
 
     # `xmixup evaluate` on the checkpoint reproduces the training run's final evaluation
     res_path = tmp_path / "eval.json"
