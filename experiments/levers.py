@@ -68,6 +68,20 @@ LEVERS = (
         _x("--unmixed-weight 0.25 --unmixed-distill 0.25"),
         "classify",
     ),
+    Lever(
+        "classify",
+        "cls-distill1",
+        "mixing-off path distilled from the mixed stream only (weight 0, distilled 1)",
+        _x("--unmixed-distill 1"),
+        "classify",
+    ),
+    Lever(
+        "classify",
+        "cls-distill3",
+        "mixing-off path distilled from the mixed stream only (weight 0, distilled 3)",
+        _x("--unmixed-distill 3"),
+        "classify",
+    ),
     Lever("classify", "cls-selfmix", "self-mix rate 0.2", _x("--self-mix-rate 0.2"), "classify"),
     Lever(
         "classify",
