@@ -74,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="what a request without a translation gets: self (the target read against "
         "itself), unmixed (X-Mixup classifiers: the target with the mixing off) or auto "
-        "(unmixed for classifiers trained with --no-source-rate or --unmixed-weight, else self); default auto",
+        "(unmixed for classifiers trained with --no-source-rate or --unmixed-*, else self); default auto",
     )
     export.set_defaults(handler=_run_export)
 

@@ -86,8 +86,8 @@ def resolve_no_source_fallback(choice: str, model: XMixupModel, checkpoint: Path
     """The manifest's ``no_source_fallback`` for ``--no-source-fallback`` ``choice``.
 
     "auto" is "unmixed" for an X-Mixup classifier trained with no-source items
-    (``--no-source-rate``) or with the mixing-off path beside the mix (``--unmixed-weight``,
-    which trains exactly that answer) and "self" otherwise: the choice the selection data made
+    (``--no-source-rate``) or with the mixing-off path beside the mix (``--unmixed-weight`` or
+    ``--unmixed-distill``, which train exactly that answer) and "self" otherwise: the choice the selection data made
     (docs/RESULTS.md, "No translation: training for it"): with no-source training the target
     stream with the mixing off beats the target read against itself (SIB-200 dev 72.7 vs
     71.7), without it the reverse (70.0 vs 70.4).
@@ -104,9 +104,9 @@ def resolve_no_source_fallback(choice: str, model: XMixupModel, checkpoint: Path
     if choice != "auto":
         return choice
     options = read_json_object(checkpoint / "training_args.json").get("options") or {}
-    trained_unmixed = (options.get("no_source_rate") or 0) > 0 or (
-        options.get("unmixed_weight") or 0
-    ) > 0
+    trained_unmixed = any(
+        (options.get(k) or 0) > 0 for k in ("no_source_rate", "unmixed_weight", "unmixed_distill")
+    )
     return "unmixed" if can_unmix and trained_unmixed else "self"
 
 

@@ -190,10 +190,15 @@ def _fallback_training(options: Mapping[str, Any]) -> str:
             f" This model was trained for it: {how}{self_mix:g} of its training items mixed "
             "their own text instead of the translation (`--self-mix-rate`)."
         )
-    if options.get("unmixed_weight"):
+    unmixed = [
+        f"`--{k.replace('_', '-')} {options[k]:g}`"
+        for k in ("unmixed_weight", "unmixed_distill")
+        if options.get(k)
+    ]
+    if unmixed:
         return (
             " This model was trained for it: every training item also ran its target stream "
-            f"with the mixing off (`--unmixed-weight {options['unmixed_weight']:g}`)."
+            f"with the mixing off ({', '.join(unmixed)})."
         )
     if no_source:
         return (

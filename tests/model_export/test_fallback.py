@@ -58,6 +58,8 @@ def test_auto_is_unmixed_only_for_classifiers_trained_for_the_unmixed_path(
     assert resolve_no_source_fallback("self", model, trained) == "self"
     branch = _with_no_source_rate(classifier, tmp_path / "branch", 1.0, "unmixed_weight")
     assert resolve_no_source_fallback("auto", model, branch) == "unmixed"
+    distilled = _with_no_source_rate(classifier, tmp_path / "distilled", 1.0, "unmixed_distill")
+    assert resolve_no_source_fallback("auto", model, distilled) == "unmixed"
     untrained = _with_no_source_rate(classifier, tmp_path / "zero", 0.0)
     assert resolve_no_source_fallback("auto", model, untrained) == "self"
     ckpt = make_tiny_checkpoint(tmp_path / "tag", "tag", ["O", "B-X"], backbone_dir=tiny_backbone)

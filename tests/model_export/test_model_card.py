@@ -85,7 +85,8 @@ def test_card_states_what_the_records_say() -> None:
             "trained for it: in an added copy of 0.2 of its training items",
         ),
         ({"no_source_rate": 0.1}, "trained for it: 0.1 of its training items got their own text"),
-        ({"unmixed_weight": 0.25}, "also ran its target stream with the mixing off"),
+        ({"unmixed_weight": 0.25}, "with the mixing off (`--unmixed-weight 0.25`)"),
+        ({"unmixed_distill": 1.0}, "with the mixing off (`--unmixed-distill 1`)"),
     ],
 )
 def test_card_says_how_the_no_translation_path_was_trained(options: dict, says: str | None) -> None:
